@@ -1,0 +1,255 @@
+//! Configuration from the environment, with KES's variable names, meanings and defaults.
+//!
+//! Parsing is pure (`from_lookup` takes any key → value function) so it is unit-tested without
+//! touching the process environment. An invalid value is an error naming the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid value for {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// `VAULT_ADDR`, without a trailing slash.
+    pub vault_addr: String,
+    /// `DEFAULT_VAULT_MOUNT_POINT`: auth mount when the ExternalSecret names none.
+    pub default_mount_point: String,
+    /// `DEFAULT_VAULT_ROLE`: role when the ExternalSecret names none.
+    pub default_role: Option<String>,
+    /// `VAULT_NAMESPACE`: sent as `X-Vault-Namespace`.
+    pub vault_namespace: Option<String>,
+    /// `VAULT_TOKEN_RENEW_THRESHOLD` (seconds): renew a token whose remaining TTL falls below this.
+    pub token_renew_threshold: Duration,
+    /// `POLLER_INTERVAL_MILLISECONDS`.
+    pub poll_interval: Duration,
+    /// `DISABLE_POLLING`: sync only when an ExternalSecret changes.
+    pub disable_polling: bool,
+    /// `WATCH_TIMEOUT` (milliseconds): the watch is re-opened at least this often.
+    pub watch_timeout: Duration,
+    /// `WATCHED_NAMESPACES`: empty means all namespaces.
+    pub watched_namespaces: Vec<String>,
+    /// `INSTANCE_ID`: when set, only ExternalSecrets whose `spec.controllerId` equals it.
+    pub instance_id: Option<String>,
+    /// `LOG_LEVEL`: trace, debug, info, warn, error (fatal is taken as error).
+    pub log_level: String,
+    /// `LOG_MESSAGE_KEY`: JSON key of the log message.
+    pub log_message_key: String,
+    /// `METRICS_PORT`: serves /metrics, /healthz and /readyz.
+    pub metrics_port: u16,
+    /// `VAULT_CACERT`: PEM bundle trusted for Vault's TLS certificate.
+    pub vault_cacert: Option<PathBuf>,
+    /// `VAULT_SKIP_VERIFY`: do not verify Vault's TLS certificate (tests only, please).
+    pub vault_skip_verify: bool,
+    /// `VAULT_JWT_PATH`: the service-account token, re-read at each login.
+    pub vault_jwt_path: PathBuf,
+    /// `SYNC_CONCURRENCY`: ExternalSecrets synced at once.
+    pub sync_concurrency: u16,
+    /// `VAULT_MAX_RETRIES`: retries of one Vault request on 412/429/5xx/connection errors.
+    pub vault_max_retries: usize,
+}
+
+pub const DEFAULT_JWT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+impl Config {
+    /// Reads the process environment. Empty variables count as unset, as in KES's chart, which
+    /// renders empty `env` values.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let poll_ms: u64 = parse_num(&get, "POLLER_INTERVAL_MILLISECONDS", 10_000)?;
+        if poll_ms == 0 {
+            return Err(err("POLLER_INTERVAL_MILLISECONDS", "must be greater than 0"));
+        }
+        let poll_interval = Duration::from_millis(poll_ms);
+        let renew_s: u64 =
+            parse_num(&get, "VAULT_TOKEN_RENEW_THRESHOLD", (3 * poll_ms).div_ceil(1000))?;
+        let watch_ms: u64 = parse_num(&get, "WATCH_TIMEOUT", 60_000)?;
+        if watch_ms < 1000 {
+            return Err(err("WATCH_TIMEOUT", "must be at least 1000 (milliseconds)"));
+        }
+
+        let vault_addr = get("VAULT_ADDR").unwrap_or_else(|| "http://127.0.0.1:8200".into());
+        let parsed = reqwest::Url::parse(&vault_addr)
+            .map_err(|e| err("VAULT_ADDR", &format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(err("VAULT_ADDR", "scheme must be http or https"));
+        }
+
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into()).to_lowercase();
+        let log_level = match log_level.as_str() {
+            "trace" | "debug" | "info" | "warn" | "error" => log_level,
+            "fatal" => "error".into(),
+            "warning" => "warn".into(),
+            other => return Err(err("LOG_LEVEL", &format!("unknown level {other:?}"))),
+        };
+
+        let sync_concurrency: u16 = parse_num(&get, "SYNC_CONCURRENCY", 32)?;
+        if sync_concurrency == 0 {
+            return Err(err("SYNC_CONCURRENCY", "must be greater than 0"));
+        }
+
+        Ok(Config {
+            vault_addr: vault_addr.trim_end_matches('/').to_string(),
+            default_mount_point: get("DEFAULT_VAULT_MOUNT_POINT")
+                .unwrap_or_else(|| "kubernetes".into()),
+            default_role: get("DEFAULT_VAULT_ROLE"),
+            vault_namespace: get("VAULT_NAMESPACE"),
+            token_renew_threshold: Duration::from_secs(renew_s),
+            poll_interval,
+            disable_polling: parse_bool(&get, "DISABLE_POLLING")?,
+            watch_timeout: Duration::from_millis(watch_ms),
+            watched_namespaces: get("WATCHED_NAMESPACES")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            instance_id: get("INSTANCE_ID"),
+            log_level,
+            log_message_key: get("LOG_MESSAGE_KEY").unwrap_or_else(|| "msg".into()),
+            metrics_port: parse_num(&get, "METRICS_PORT", 3001)?,
+            vault_cacert: get("VAULT_CACERT").map(PathBuf::from),
+            vault_skip_verify: parse_bool(&get, "VAULT_SKIP_VERIFY")?,
+            vault_jwt_path: get("VAULT_JWT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_JWT_PATH)),
+            sync_concurrency,
+            vault_max_retries: parse_num(&get, "VAULT_MAX_RETRIES", 4)?,
+        })
+    }
+
+    /// The server-side watch timeout in seconds (the apiserver caps watches itself too).
+    pub fn watch_timeout_secs(&self) -> u32 {
+        u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+fn err(var: &'static str, reason: &str) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|e| err(var, &format!("{v:?} is not a valid number: {e}"))),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.to_lowercase()) {
+        None => Ok(false),
+        Some(v) => match v.as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(err(var, &format!("{v:?} is not true or false"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_kes() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.vault_addr, "http://127.0.0.1:8200");
+        assert_eq!(c.default_mount_point, "kubernetes");
+        assert_eq!(c.default_role, None);
+        assert_eq!(c.poll_interval, Duration::from_secs(10));
+        assert_eq!(c.token_renew_threshold, Duration::from_secs(30));
+        assert_eq!(c.watch_timeout, Duration::from_secs(60));
+        assert!(c.watched_namespaces.is_empty());
+        assert_eq!(c.metrics_port, 3001);
+        assert_eq!(c.log_message_key, "msg");
+        assert_eq!(c.vault_jwt_path, PathBuf::from(DEFAULT_JWT_PATH));
+        assert!(!c.vault_skip_verify);
+    }
+
+    #[test]
+    fn seed_values_yaml_env_parses() {
+        // The env block of the seed's KES values.yaml, as the chart renders it.
+        let c = cfg(&[
+            ("VAULT_ADDR", "http://vault:8200/"),
+            ("METRICS_PORT", "3001"),
+            ("POLLER_INTERVAL_MILLISECONDS", "10000"),
+            ("WATCH_TIMEOUT", "60000"),
+            ("WATCHED_NAMESPACES", ""),
+            ("LOG_LEVEL", "info"),
+            ("LOG_MESSAGE_KEY", "msg"),
+        ])
+        .unwrap();
+        assert_eq!(c.vault_addr, "http://vault:8200");
+        assert!(c.watched_namespaces.is_empty());
+    }
+
+    #[test]
+    fn namespaces_and_flags() {
+        let c = cfg(&[
+            ("WATCHED_NAMESPACES", " a, b ,,c"),
+            ("VAULT_SKIP_VERIFY", "true"),
+            ("POLLER_INTERVAL_MILLISECONDS", "30000"),
+            ("LOG_LEVEL", "FATAL"),
+        ])
+        .unwrap();
+        assert_eq!(c.watched_namespaces, vec!["a", "b", "c"]);
+        assert!(c.vault_skip_verify);
+        assert_eq!(c.token_renew_threshold, Duration::from_secs(90));
+        assert_eq!(c.log_level, "error");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, val) in [
+            ("POLLER_INTERVAL_MILLISECONDS", "ten"),
+            ("POLLER_INTERVAL_MILLISECONDS", "0"),
+            ("METRICS_PORT", "70000"),
+            ("VAULT_ADDR", "not a url"),
+            ("VAULT_ADDR", "ftp://vault"),
+            ("VAULT_SKIP_VERIFY", "maybe"),
+            ("LOG_LEVEL", "loud"),
+            ("WATCH_TIMEOUT", "5"),
+            ("SYNC_CONCURRENCY", "0"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={val}");
+            assert!(e.to_string().contains(var));
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Reconciling one ExternalSecret: plan → coalesced Vault reads → render → write if changed →
+//! status (only on change) → metrics and Events. Wiring (watches, namespaces, shutdown) is in
+//! `run`.
+
+mod run;
+pub mod schedule;
+pub mod status;
+
+pub use run::run;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::crd::ExternalSecret;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::render::{self, Defaults, WriteDecision};
+use crate::vault::KvReader;
+use status::Outcome;
+
+/// Field manager and Event reporter name.
+pub const MANAGER: &str = "vault-external-secrets";
+/// How often `lastSync` is refreshed while nothing changes.
+pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// What one controller process shares across namespaces.
+pub struct Shared {
+    pub client: Client,
+    pub config: Config,
+    pub defaults: Defaults,
+    pub kv: KvReader,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    objects: Mutex<HashMap<String, ObjectState>>,
+}
+
+/// What we remember of each ExternalSecret (by uid) between syncs. No secret values: the
+/// fingerprint is a digest of the desired Secret.
+#[derive(Default)]
+struct ObjectState {
+    name: String,
+    namespace: String,
+    /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
+    synced: Option<([u8; 32], String)>,
+    failures: u32,
+    reason: &'static str,
+    /// Last warning Event (message, when), to publish a repeat at most every heartbeat.
+    last_warning: Option<(String, Instant)>,
+}
+
+impl Shared {
+    pub fn new(client: Client, config: Config, kv: KvReader, metrics: Arc<Metrics>, recorder: Recorder) -> Self {
+        let defaults = Defaults {
+            mount_point: config.default_mount_point.clone(),
+            role: config.default_role.clone(),
+        };
+        Shared {
+            client,
+            config,
+            defaults,
+            kv,
+            metrics,
+            recorder,
+            objects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectState>> {
+        // Poisoning only means a panic elsewhere; the map itself stays consistent.
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `INSTANCE_ID` against `spec.controllerId`, as KES: equal, where unset equals unset.
+    pub fn handles(&self, es: &ExternalSecret) -> bool {
+        let id = es.spec.controller_id.as_deref().filter(|s| !s.is_empty());
+        id == self.config.instance_id.as_deref()
+    }
+
+    /// Forgets ExternalSecrets that are gone (deleted, or no longer ours), with their metric
+    /// series. `live` holds the uids still present.
+    pub fn prune(&self, live: &std::collections::HashSet<String>) {
+        let mut objects = self.objects();
+        objects.retain(|uid, st| {
+            if live.contains(uid) {
+                return true;
+            }
+            self.metrics.forget_object(&st.name, &st.namespace, "vault");
+            if !st.reason.is_empty() {
+                self.metrics.ready.with_label_values(&[st.reason]).dec();
+            }
+            false
+        });
+    }
+
+    fn set_reason(&self, uid: &str, es: &ExternalSecret, reason: &'static str) {
+        let mut objects = self.objects();
+        let st = objects.entry(uid.to_string()).or_default();
+        st.name = es.name_any();
+        st.namespace = es.namespace().unwrap_or_default();
+        if st.reason != reason {
+            if !st.reason.is_empty() {
+                self.metrics.ready.with_label_values(&[st.reason]).dec();
+            }
+            self.metrics.ready.with_label_values(&[reason]).inc();
+            st.reason = reason;
+        }
+    }
+}
+
+/// One namespace's (or the cluster's) view: the shared parts and our Secrets' metadata.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+enum Written {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    if !shared.handles(&es) || es.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let Some(uid) = es.uid() else {
+        return Ok(Action::await_change());
+    };
+    let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
+    let mut timer = shared.metrics.sync_timer();
+    let result = sync(&es, &uid, &ctx).await;
+    let backend = es.backend().as_str();
+    let outcome = match &result {
+        Ok((written, _)) => {
+            timer.success();
+            match written {
+                Written::Created => tracing::info!(%name, namespace = %ns, "created Secret"),
+                Written::Updated => tracing::info!(%name, namespace = %ns, "updated Secret"),
+                Written::Unchanged => tracing::debug!(%name, namespace = %ns, "Secret unchanged"),
+            }
+            Outcome::synced()
+        }
+        Err(e) => {
+            tracing::warn!(%name, namespace = %ns, reason = e.reason(), error = %e, "sync failed");
+            shared.metrics.sync_failures.with_label_values(&[e.reason()]).inc();
+            Outcome {
+                ok: false,
+                reason: e.reason(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let status_label = if outcome.ok { "success" } else { "error" };
+    shared
+        .metrics
+        .sync_calls
+        .with_label_values(&[&name, &ns, backend, status_label])
+        .inc();
+    shared
+        .metrics
+        .last_sync_state
+        .with_label_values(&[&name, &ns, backend])
+        .set(if outcome.ok { 1.0 } else { -1.0 });
+    shared.set_reason(&uid, &es, outcome.reason);
+
+    write_status(&es, shared, &outcome).await;
+    publish_event(&es, &uid, shared, &result).await;
+
+    match result {
+        Ok((_, phase)) => {
+            shared.objects().entry(uid).or_default().failures = 0;
+            if shared.config.disable_polling {
+                return Ok(Action::await_change());
+            }
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default();
+            Ok(Action::requeue(schedule::next_poll(
+                phase,
+                shared.config.poll_interval,
+                now_ms,
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+    let failures = match es.uid() {
+        Some(uid) => {
+            let mut objects = ctx.shared.objects();
+            let st = objects.entry(uid).or_default();
+            st.failures = st.failures.saturating_add(1);
+            st.failures
+        }
+        None => 1,
+    };
+    Action::requeue(schedule::failure_backoff(
+        failures,
+        err.is_transient(),
+        ctx.shared.config.poll_interval,
+        rand::random::<f64>(),
+    ))
+}
+
+/// Reads, renders and writes. Returns what was written and the object's poll phase.
+async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written, u64), Error> {
+    let shared = &ctx.shared;
+    let plan = render::plan(es, &shared.defaults)?;
+    let phase = schedule::phase_key(&plan.sources[0].read().api_path);
+
+    let results = shared.kv.read_all(plan.reads()).await;
+    let mut fetched = std::collections::BTreeMap::new();
+    // Report the first failing key in spec order, so the message is stable between polls.
+    for source in &plan.sources {
+        match results.get(source.read()) {
+            Some(Ok(data)) => {
+                fetched.insert(source.read().clone(), data.clone());
+            }
+            Some(Err(e)) => return Err(Error::from_vault(source.key(), e.clone())),
+            None => {}
+        }
+    }
+    let desired = render::render(es, &plan, &fetched)?;
+    drop(fetched);
+    let fingerprint = desired.fingerprint();
+
+    // Steady state: same desired content as last time, and the Secret has not changed since
+    // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.
+    let secret_ref = ObjectRef::new(&desired.name).within(&desired.namespace);
+    let current_rv = ctx
+        .secrets
+        .get(&secret_ref)
+        .and_then(|m| m.metadata.resource_version.clone());
+    let known = shared.objects().get(uid).and_then(|s| s.synced.clone());
+    if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
+        if *fp == fingerprint && rv == cur {
+            shared.metrics.secret_writes.with_label_values(&["skipped"]).inc();
+            return Ok((Written::Unchanged, phase));
+        }
+    }
+
+    let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
+    let existing = api.get_opt(&desired.name).await?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let (written, rv) = match render::decide_write(&desired, existing.as_ref())? {
+        WriteDecision::Create(secret) => {
+            let s = api.create(&pp, &secret).await?;
+            shared.metrics.secret_writes.with_label_values(&["create"]).inc();
+            (Written::Created, s.resource_version())
+        }
+        WriteDecision::Update(secret) => {
+            let s = api.replace(&desired.name, &pp, &secret).await?;
+            shared.metrics.secret_writes.with_label_values(&["update"]).inc();
+            (Written::Updated, s.resource_version())
+        }
+        WriteDecision::Unchanged => {
+            shared.metrics.secret_writes.with_label_values(&["skipped"]).inc();
+            (
+                Written::Unchanged,
+                existing.as_ref().and_then(|s| s.resource_version()),
+            )
+        }
+    };
+    if let Some(rv) = rv {
+        shared.objects().entry(uid.to_string()).or_default().synced = Some((fingerprint, rv));
+    }
+    Ok((written, phase))
+}
+
+async fn write_status(es: &ExternalSecret, shared: &Shared, outcome: &Outcome) {
+    let Some(status) = status::next_status(
+        es.status.as_ref(),
+        outcome,
+        es.meta().generation,
+        chrono::Utc::now(),
+        STATUS_HEARTBEAT,
+    ) else {
+        return;
+    };
+    let ns = es.namespace().unwrap_or_default();
+    let api: Api<ExternalSecret> = Api::namespaced(shared.client.clone(), &ns);
+    let patch = Patch::Merge(json!({ "status": status }));
+    match api
+        .patch_status(&es.name_any(), &PatchParams::default(), &patch)
+        .await
+    {
+        Ok(_) => shared.metrics.status_writes.inc(),
+        Err(e) => {
+            tracing::warn!(name = %es.name_any(), namespace = %ns, error = %e, "could not write status")
+        }
+    }
+}
+
+async fn publish_event(
+    es: &ExternalSecret,
+    uid: &str,
+    shared: &Shared,
+    result: &Result<(Written, u64), Error>,
+) {
+    let event = match result {
+        Ok((Written::Created, _)) => Some((EventType::Normal, "Created", "Created Secret from Vault".to_string())),
+        Ok((Written::Updated, _)) => Some((EventType::Normal, "Updated", "Updated Secret from Vault".to_string())),
+        Ok((Written::Unchanged, _)) => None,
+        Err(e) => {
+            let message = e.to_string();
+            let mut objects = shared.objects();
+            let st = objects.entry(uid.to_string()).or_default();
+            let repeat = st
+                .last_warning
+                .as_ref()
+                .is_some_and(|(m, at)| *m == message && at.elapsed() < STATUS_HEARTBEAT);
+            if repeat {
+                None
+            } else {
+                st.last_warning = Some((message.clone(), Instant::now()));
+                Some((EventType::Warning, "SyncFailed", message))
+            }
+        }
+    };
+    if result.is_ok() {
+        if let Some(st) = shared.objects().get_mut(uid) {
+            st.last_warning = None;
+        }
+    }
+    let Some((type_, reason, note)) = event else {
+        return;
+    };
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = shared.recorder.publish(&ev, &es.object_ref(&())).await {
+        tracing::warn!(name = %es.name_any(), error = %e, "could not publish Event");
+    }
+}

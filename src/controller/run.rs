@@ -1,0 +1,255 @@
+//! Wiring: watches (one set per watched namespace, or one cluster-wide), the controller loops,
+//! readiness, pruning of forgotten objects, and graceful shutdown.
+
+use std::collections::HashSet;
+use std::future::ready;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{controller, predicates, watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+
+use super::{error_policy, reconcile, Context, Shared, MANAGER};
+use crate::config::Config;
+use crate::crd::{ExternalSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use crate::vault::{KvReader, TokenCache, VaultHttp};
+
+/// How long in-flight syncs may take to finish after SIGTERM before we stop waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// How long one Vault read answers other syncs of the same path. Short, so a change in Vault
+/// reaches the Secret within one poll interval plus this; phase-aligned polling makes objects
+/// sharing a path read it within this window anyway.
+pub fn read_cache_ttl(poll_interval: Duration) -> Duration {
+    (poll_interval / 2).min(Duration::from_secs(2))
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new()?);
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster service account, else KUBECONFIG)")?;
+    let http = VaultHttp::new(&config, metrics.clone())?;
+    let tokens = Arc::new(TokenCache::new(
+        http,
+        config.vault_jwt_path.clone(),
+        config.token_renew_threshold,
+    ));
+    let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let shared = Arc::new(Shared::new(client, config.clone(), kv, metrics.clone(), recorder));
+
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metrics_port))
+        .await
+        .with_context(|| format!("binding METRICS_PORT {}", config.metrics_port))?;
+    tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight syncs");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let scopes: Vec<Option<String>> = if config.watched_namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.watched_namespaces.iter().cloned().map(Some).collect()
+    };
+    tracing::info!(namespaces = ?config.watched_namespaces, poll_ms = config.poll_interval.as_millis() as u64,
+        vault = %config.vault_addr, instance_id = ?config.instance_id, "starting");
+
+    let mut loops = Vec::new();
+    let mut es_stores = Vec::new();
+    let mut secret_stores = Vec::new();
+    for scope in scopes {
+        let (fut, es_store, secret_store) = scope_controller(shared.clone(), scope, shutdown_rx.clone());
+        loops.push(fut);
+        es_stores.push(es_store);
+        secret_stores.push(secret_store);
+    }
+
+    // Ready once every initial list has been seen (Kubernetes readiness semantics: we can do
+    // useful work). Vault reachability is reported per object in status, not here: a Vault
+    // outage must not take every replica out of its Service.
+    {
+        let health = health.clone();
+        let (es_stores, secret_stores) = (es_stores.clone(), secret_stores.clone());
+        tokio::spawn(async move {
+            for s in &es_stores {
+                let _ = s.wait_until_ready().await;
+            }
+            for s in &secret_stores {
+                let _ = s.wait_until_ready().await;
+            }
+            health.ready.store(true, Ordering::Relaxed);
+            tracing::info!("initial watch lists complete: ready");
+        });
+    }
+    tokio::spawn(prune_loop(shared.clone(), es_stores, config.poll_interval));
+
+    health.alive.store(true, Ordering::Relaxed);
+    let mut shutdown = shutdown_rx.clone();
+    let all = futures::future::join_all(loops);
+    tokio::select! {
+        _ = all => {}
+        _ = async {
+            let _ = shutdown.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("grace period over; abandoning in-flight syncs"),
+    }
+    health.alive.store(false, Ordering::Relaxed);
+    health.ready.store(false, Ordering::Relaxed);
+    if !*shutdown_rx.borrow() {
+        anyhow::bail!("controller loop ended without a shutdown request");
+    }
+    let revoked = tokens.revoke_all().await;
+    tracing::info!(revoked_tokens = revoked, "stopped");
+    Ok(())
+}
+
+type ScopeParts = (
+    BoxFuture<'static, ()>,
+    Store<ExternalSecret>,
+    Store<PartialObjectMeta<Secret>>,
+);
+
+/// The watches and controller loop of one namespace (`Some`) or of the whole cluster (`None`).
+fn scope_controller(shared: Arc<Shared>, scope: Option<String>, shutdown: watch::Receiver<bool>) -> ScopeParts {
+    let client = shared.client.clone();
+    // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
+    let (es_api, secret_api): (Api<ExternalSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let wc = watcher::Config::default().timeout(shared.config.watch_timeout_secs());
+    let scope_name = scope.clone().unwrap_or_else(|| "<all>".into());
+
+    // Our Secrets, metadata only (no data in memory), to notice edits and deletions cheaply.
+    let (secrets, secret_writer) = reflector::store();
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let secret_watch = {
+        let scope_name = scope_name.clone();
+        watcher(secret_api, wc.clone().labels(&selector))
+            .default_backoff()
+            .modify(|m| m.managed_fields_mut().clear())
+            .reflect(secret_writer)
+            .for_each(move |ev| {
+                if let Err(e) = ev {
+                    tracing::warn!(namespace = %scope_name, error = %e, "Secret watch error; retrying");
+                }
+                ready(())
+            })
+    };
+
+    let (es_store, es_writer) = reflector::store();
+    let es_stream = {
+        let scope_name = scope_name.clone();
+        watcher(es_api, wc)
+            .default_backoff()
+            .modify(|es| es.managed_fields_mut().clear())
+            .reflect(es_writer)
+            .applied_objects()
+            // Status-only changes (our own patches) do not trigger a sync; spec changes do.
+            .predicate_filter(predicates::generation, Default::default())
+            .inspect(move |r| {
+                if let Err(e) = r {
+                    tracing::warn!(namespace = %scope_name, error = %e, "ExternalSecret watch error; retrying");
+                }
+            })
+    };
+
+    let ctx = Arc::new(Context {
+        shared: shared.clone(),
+        secrets: secrets.clone(),
+    });
+    let mut shutdown = shutdown;
+    let controller = Controller::for_stream(es_stream, es_store.clone())
+        .with_config(controller::Config::default().concurrency(shared.config.sync_concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| {
+            if let Err(e) = r {
+                // Reconcile errors were logged with their object already.
+                tracing::trace!(error = %e, "controller");
+            }
+            ready(())
+        });
+
+    let fut = async move {
+        tokio::select! {
+            _ = controller => {}
+            _ = secret_watch => {}
+        }
+    }
+    .boxed();
+    (fut, es_store, secrets)
+}
+
+/// Drops state and metric series of ExternalSecrets that are gone.
+async fn prune_loop(shared: Arc<Shared>, stores: Vec<Store<ExternalSecret>>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(10)));
+    loop {
+        tick.tick().await;
+        let live: HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|es| shared.handles(es))
+            .filter_map(|es| es.uid())
+            .collect();
+        shared.prune(&live);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_cache_never_outlives_half_an_interval() {
+        assert_eq!(read_cache_ttl(Duration::from_secs(30)), Duration::from_secs(2));
+        assert_eq!(read_cache_ttl(Duration::from_secs(1)), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,187 @@
+//! Prometheus metrics. KES's two metrics keep their names and labels exactly, so dashboards keep
+//! working; ours are prefixed `vault_external_secrets_` and have bounded labels only.
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// KES: `kubernetes_external_secrets_sync_calls_count{name,namespace,backend,status}`.
+    pub sync_calls: IntCounterVec,
+    /// KES: `kubernetes_external_secrets_last_sync_call_state{name,namespace,backend}`, 1 / -1.
+    pub last_sync_state: GaugeVec,
+    pub sync_duration: HistogramVec,
+    pub vault_requests: IntCounterVec,
+    pub secret_writes: IntCounterVec,
+    pub status_writes: IntCounter,
+    pub ready: IntGaugeVec,
+    pub sync_failures: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let sync_calls = IntCounterVec::new(
+            Opts::new(
+                "kubernetes_external_secrets_sync_calls_count",
+                "Number of sync operations",
+            ),
+            &["name", "namespace", "backend", "status"],
+        )?;
+        let last_sync_state = GaugeVec::new(
+            Opts::new(
+                "kubernetes_external_secrets_last_sync_call_state",
+                "State of last sync call of external secret. Value -1 if the last sync was a failure, 1 otherwise",
+            ),
+            &["name", "namespace", "backend"],
+        )?;
+        let sync_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "vault_external_secrets_sync_duration_seconds",
+                "Time to sync one ExternalSecret (Vault reads, render, Secret write), by result",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["result"],
+        )?;
+        let vault_requests = IntCounterVec::new(
+            Opts::new(
+                "vault_external_secrets_vault_requests_total",
+                "Vault requests (after retries) by operation (login, renew, lookup, read, revoke) and outcome",
+            ),
+            &["operation", "outcome"],
+        )?;
+        let secret_writes = IntCounterVec::new(
+            Opts::new(
+                "vault_external_secrets_secret_writes_total",
+                "Secret writes by kind: create, update, or skipped (already up to date)",
+            ),
+            &["kind"],
+        )?;
+        let status_writes = IntCounter::new(
+            "vault_external_secrets_status_writes_total",
+            "ExternalSecret status patches sent to the apiserver",
+        )?;
+        let ready = IntGaugeVec::new(
+            Opts::new(
+                "vault_external_secrets_externalsecrets",
+                "ExternalSecrets handled by this controller, by Ready condition reason",
+            ),
+            &["reason"],
+        )?;
+        let sync_failures = IntCounterVec::new(
+            Opts::new(
+                "vault_external_secrets_sync_failures_total",
+                "Failed syncs by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(sync_calls.clone()))?;
+        registry.register(Box::new(last_sync_state.clone()))?;
+        registry.register(Box::new(sync_duration.clone()))?;
+        registry.register(Box::new(vault_requests.clone()))?;
+        registry.register(Box::new(secret_writes.clone()))?;
+        registry.register(Box::new(status_writes.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(sync_failures.clone()))?;
+        Ok(Metrics {
+            registry,
+            sync_calls,
+            last_sync_state,
+            sync_duration,
+            vault_requests,
+            secret_writes,
+            status_writes,
+            ready,
+            sync_failures,
+        })
+    }
+
+    /// Registers a gauge that belongs to another part (leader status, queue depth).
+    pub fn register_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        let g = IntGauge::new(name, help)?;
+        self.registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    /// Times one sync; records on drop, so early returns are measured too.
+    pub fn sync_timer(&self) -> SyncTimer<'_> {
+        SyncTimer {
+            metrics: self,
+            start: Instant::now(),
+            result: "error",
+        }
+    }
+
+    /// Drops the per-object KES series of a deleted ExternalSecret.
+    pub fn forget_object(&self, name: &str, namespace: &str, backend: &str) {
+        for status in ["success", "error"] {
+            let _ = self
+                .sync_calls
+                .remove_label_values(&[name, namespace, backend, status]);
+        }
+        let _ = self
+            .last_sync_state
+            .remove_label_values(&[name, namespace, backend]);
+    }
+}
+
+pub struct SyncTimer<'a> {
+    metrics: &'a Metrics,
+    start: Instant,
+    result: &'static str,
+}
+
+impl SyncTimer<'_> {
+    pub fn success(&mut self) {
+        self.result = "success";
+    }
+}
+
+impl Drop for SyncTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .sync_duration
+            .with_label_values(&[self.result])
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kes_names_are_exposed() {
+        let m = Metrics::new().unwrap();
+        m.sync_calls
+            .with_label_values(&["rabbitmq", "default", "vault", "success"])
+            .inc();
+        m.last_sync_state
+            .with_label_values(&["rabbitmq", "default", "vault"])
+            .set(1.0);
+        {
+            let mut t = m.sync_timer();
+            t.success();
+        }
+        let text = m.encode().unwrap();
+        assert!(text.contains(
+            r#"kubernetes_external_secrets_sync_calls_count{backend="vault",name="rabbitmq",namespace="default",status="success"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"kubernetes_external_secrets_last_sync_call_state{backend="vault",name="rabbitmq",namespace="default"} 1"#
+        ));
+        assert!(text.contains(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} 1"#));
+        m.forget_object("rabbitmq", "default", "vault");
+        assert!(!m.encode().unwrap().contains("rabbitmq"));
+    }
+}

@@ -1,0 +1,219 @@
+//! KV v1 / v2 reads, coalesced: every sync that asks for the same (auth, path, version) while a
+//! read is in flight, or within the cache TTL after it, shares one Vault request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use super::{AuthKey, Op, TokenCache, VaultError};
+
+/// The fields of one Vault secret. `Debug` is redacted: values must never reach a log line.
+#[derive(Clone, PartialEq)]
+pub struct SecretData(pub Map<String, Value>);
+
+impl fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretData")
+            .field("fields", &self.0.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One coalescable read. The auth key is part of it: two roles may not see the same secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadKey {
+    pub auth: AuthKey,
+    /// API path below `/v1/`, query included (`kv/data/app?version=3`).
+    pub api_path: String,
+    pub kv_version: u8,
+}
+
+/// Builds the API path for a KES `key`.
+///
+/// KV v1: the key as is. KV v2: a key that already has a `data` segment after its mount
+/// (KES style, `secret/data/foo`) is used as is; a natural key (`secret/foo`) gets `data`
+/// inserted after its first segment, the mount. Segments are URL-encoded.
+pub fn kv_api_path(key: &str, kv_version: u8, version: Option<&str>) -> Result<String, VaultError> {
+    let invalid = |reason: &str| VaultError::InvalidKey {
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    let segments: Vec<&str> = key.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(invalid("relative segments are not allowed"));
+    }
+    let mut out: Vec<String> = segments
+        .iter()
+        .map(|s| urlencoding::encode(s).into_owned())
+        .collect();
+    match kv_version {
+        1 => {
+            if version.is_some() {
+                return Err(invalid("`version` needs kvVersion 2"));
+            }
+        }
+        2 => {
+            if segments.len() < 2 {
+                return Err(invalid("a KV v2 key needs a mount and a path, e.g. secret/app"));
+            }
+            if !segments[1..].contains(&"data") {
+                out.insert(1, "data".to_string());
+            }
+            if out.len() < 3 {
+                return Err(invalid("no secret path after <mount>/data"));
+            }
+        }
+        other => return Err(invalid(&format!("kvVersion must be 1 or 2, not {other}"))),
+    }
+    let mut path = out.join("/");
+    if let Some(v) = version {
+        path.push_str("?version=");
+        path.push_str(&urlencoding::encode(v));
+    }
+    Ok(path)
+}
+
+pub struct KvReader {
+    tokens: Arc<TokenCache>,
+    cache: Cache<ReadKey, Arc<SecretData>>,
+}
+
+impl KvReader {
+    /// `ttl` bounds how long a read answers later syncs; keep it well under the poll interval.
+    pub fn new(tokens: Arc<TokenCache>, ttl: Duration) -> Self {
+        KvReader {
+            tokens,
+            cache: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    pub fn tokens(&self) -> &Arc<TokenCache> {
+        &self.tokens
+    }
+
+    /// Reads many keys, each once, concurrently; the result maps each key to its data or error.
+    pub async fn read_all(
+        &self,
+        keys: impl IntoIterator<Item = ReadKey>,
+    ) -> BTreeMap<ReadKey, Result<Arc<SecretData>, Arc<VaultError>>> {
+        let keys: std::collections::BTreeSet<ReadKey> = keys.into_iter().collect();
+        let reads = keys.into_iter().map(|k| async move {
+            let r = self.read(&k).await;
+            (k, r)
+        });
+        futures::future::join_all(reads).await.into_iter().collect()
+    }
+
+    pub async fn read(&self, key: &ReadKey) -> Result<Arc<SecretData>, Arc<VaultError>> {
+        self.cache
+            .try_get_with_by_ref(key, self.fetch(key))
+            .await
+    }
+
+    async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
+        let http = self.tokens.http();
+        let token = self.tokens.token(&key.auth).await?;
+        let mut resp = http
+            .request(Op::Read, Method::GET, &key.api_path, Some(&token), None)
+            .await;
+        if matches!(resp, Err(VaultError::Status { status: 403, .. })) {
+            // Expired or revoked token: log in once more and retry once.
+            self.tokens.invalidate(&key.auth, &token).await;
+            let token = self.tokens.token(&key.auth).await?;
+            resp = http
+                .request(Op::Read, Method::GET, &key.api_path, Some(&token), None)
+                .await;
+        }
+        let resp = resp.map_err(|e| hint_kv_version(e, key.kv_version))?;
+        let data = match key.kv_version {
+            1 => resp.get("data"),
+            _ => resp.get("data").and_then(|d| d.get("data")),
+        };
+        match data {
+            Some(Value::Object(m)) => Ok(Arc::new(SecretData(m.clone()))),
+            _ => Err(VaultError::Decode {
+                path: key.api_path.clone(),
+                reason: if key.kv_version == 2 {
+                    "no data.data object (deleted or destroyed version?)".into()
+                } else {
+                    "no data object".into()
+                },
+            }),
+        }
+    }
+}
+
+/// A 404 from a KV read often means the wrong `kvVersion`; say so in the message.
+fn hint_kv_version(e: VaultError, kv_version: u8) -> VaultError {
+    match e {
+        VaultError::Status {
+            status: 404,
+            path,
+            message,
+            retry_after,
+        } => VaultError::Status {
+            status: 404,
+            message: format!(
+                "{message} (read as KV v{kv_version}; check the key and that the mount is KV v{kv_version})"
+            ),
+            path,
+            retry_after,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_paths() {
+        let cases: &[(&str, u8, Option<&str>, &str)] = &[
+            ("secret/Rabbitmq", 1, None, "secret/Rabbitmq"),
+            ("/secret/Rabbitmq/", 1, None, "secret/Rabbitmq"),
+            ("secret/data/app", 2, None, "secret/data/app"),
+            ("secret/app", 2, None, "secret/data/app"),
+            ("kv/team/app", 2, Some("3"), "kv/data/team/app?version=3"),
+            ("team/kv/data/app", 2, None, "team/kv/data/app"),
+            ("kv/my app/ü", 2, None, "kv/data/my%20app/%C3%BC"),
+        ];
+        for (key, v, ver, want) in cases {
+            assert_eq!(&kv_api_path(key, *v, *ver).unwrap(), want, "{key} v{v}");
+        }
+    }
+
+    #[test]
+    fn bad_kv_keys() {
+        for (key, v, ver) in [
+            ("", 2, None),
+            ("secret", 2, None),
+            ("secret/data", 2, None),
+            ("secret/../sys/x", 1, None),
+            ("secret/a", 3, None),
+            ("secret/a", 1, Some("2")),
+        ] {
+            assert!(kv_api_path(key, v, ver).is_err(), "{key:?} v{v}");
+        }
+    }
+
+    #[test]
+    fn secret_data_debug_is_redacted() {
+        let mut m = Map::new();
+        m.insert("password".into(), Value::String("hunter2-planted".into()));
+        let s = format!("{:?}", SecretData(m));
+        assert!(s.contains("password"));
+        assert!(!s.contains("hunter2-planted"));
+    }
+}
