@@ -63,15 +63,25 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
 
         let poll_ms: u64 = parse_num(&get, "POLLER_INTERVAL_MILLISECONDS", 10_000)?;
         if poll_ms == 0 {
-            return Err(err("POLLER_INTERVAL_MILLISECONDS", "must be greater than 0"));
+            return Err(err(
+                "POLLER_INTERVAL_MILLISECONDS",
+                "must be greater than 0",
+            ));
         }
         let poll_interval = Duration::from_millis(poll_ms);
-        let renew_s: u64 =
-            parse_num(&get, "VAULT_TOKEN_RENEW_THRESHOLD", (3 * poll_ms).div_ceil(1000))?;
+        let renew_s: u64 = parse_num(
+            &get,
+            "VAULT_TOKEN_RENEW_THRESHOLD",
+            (3 * poll_ms).div_ceil(1000),
+        )?;
         let watch_ms: u64 = parse_num(&get, "WATCH_TIMEOUT", 60_000)?;
         if watch_ms < 1000 {
             return Err(err("WATCH_TIMEOUT", "must be at least 1000 (milliseconds)"));
@@ -84,7 +94,9 @@ impl Config {
             return Err(err("VAULT_ADDR", "scheme must be http or https"));
         }
 
-        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into()).to_lowercase();
+        let log_level = get("LOG_LEVEL")
+            .unwrap_or_else(|| "info".into())
+            .to_lowercase();
         let log_level = match log_level.as_str() {
             "trace" | "debug" | "info" | "warn" | "error" => log_level,
             "fatal" => "error".into(),
@@ -132,7 +144,9 @@ impl Config {
 
     /// The server-side watch timeout in seconds (the apiserver caps watches itself too).
     pub fn watch_timeout_secs(&self) -> u32 {
-        u32::try_from(self.watch_timeout.as_secs()).unwrap_or(u32::MAX).max(1)
+        u32::try_from(self.watch_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 }
 

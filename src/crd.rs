@@ -194,11 +194,18 @@ mod tests {
     #[test]
     fn crd_identity_matches_kes() {
         let crd = ExternalSecret::crd();
-        assert_eq!(crd.metadata.name.as_deref(), Some("externalsecrets.kubernetes-client.io"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("externalsecrets.kubernetes-client.io")
+        );
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.short_names, Some(vec!["es".to_string()]));
         let v = &crd.spec.versions[0];
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(v
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some());
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub enum Error {
     VaultAuth(Arc<VaultError>),
 
     #[error("reading {key}: {source}")]
-    VaultRead { key: String, source: Arc<VaultError> },
+    VaultRead {
+        key: String,
+        source: Arc<VaultError>,
+    },
 
     /// KES's wording, which users grep for.
     #[error("Could not find property {property} in {key}")]

@@ -74,11 +74,17 @@ where
             "level".into(),
             Value::String(event.metadata().level().to_string().to_lowercase()),
         );
-        map.insert("target".into(), Value::String(event.metadata().target().into()));
+        map.insert(
+            "target".into(),
+            Value::String(event.metadata().target().into()),
+        );
         // Span fields (e.g. the object a reconcile works on) first, so the event's own win.
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
-                if let Some(fields) = span.extensions().get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                if let Some(fields) = span
+                    .extensions()
+                    .get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                {
                     if !fields.is_empty() {
                         map.insert(span.name().to_string(), Value::String(fields.to_string()));
                     }

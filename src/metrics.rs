@@ -44,7 +44,9 @@ impl Metrics {
                 "vault_external_secrets_sync_duration_seconds",
                 "Time to sync one ExternalSecret (Vault reads, render, Secret write), by result",
             )
-            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["result"],
         )?;
         let vault_requests = IntCounterVec::new(
@@ -180,7 +182,8 @@ mod tests {
         assert!(text.contains(
             r#"kubernetes_external_secrets_last_sync_call_state{backend="vault",name="rabbitmq",namespace="default"} 1"#
         ));
-        assert!(text.contains(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} 1"#));
+        assert!(text
+            .contains(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} 1"#));
         m.forget_object("rabbitmq", "default", "vault");
         assert!(!m.encode().unwrap().contains("rabbitmq"));
     }

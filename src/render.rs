@@ -27,7 +27,11 @@ pub struct Defaults {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
     /// All top-level fields of a Vault secret (`dataFrom`, `dataFromWithOptions`).
-    All { read: ReadKey, key: String, is_binary: bool },
+    All {
+        read: ReadKey,
+        key: String,
+        is_binary: bool,
+    },
     /// One Secret key (`data[]`).
     One {
         read: ReadKey,
@@ -87,7 +91,11 @@ pub fn plan(es: &ExternalSecret, defaults: &Defaults) -> Result<Plan, Error> {
     let kv_version = match spec.kv_version.unwrap_or(2) {
         1 => 1u8,
         2 => 2u8,
-        other => return Err(Error::InvalidSpec(format!("kvVersion must be 1 or 2, not {other}"))),
+        other => {
+            return Err(Error::InvalidSpec(format!(
+                "kvVersion must be 1 or 2, not {other}"
+            )))
+        }
     };
     let read_key = |key: &str, version: Option<String>| -> Result<ReadKey, Error> {
         let api_path = kv_api_path(key, kv_version, version.as_deref()).map_err(|e| match e {
@@ -122,7 +130,8 @@ pub fn plan(es: &ExternalSecret, defaults: &Defaults) -> Result<Plan, Error> {
                 "data[{i}] needs both key and name (path/recursive are not supported for vault)"
             )));
         };
-        check_secret_key(name).map_err(|why| Error::InvalidSpec(format!("data[{i}].name {why}")))?;
+        check_secret_key(name)
+            .map_err(|why| Error::InvalidSpec(format!("data[{i}].name {why}")))?;
         let version = match &item.version {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -236,8 +245,9 @@ pub fn render(
                     check_secret_key(field).map_err(|why| {
                         Error::InvalidValue(format!("field {field:?} of {key} {why}"))
                     })?;
-                    let bytes = to_bytes(value, *is_binary)
-                        .map_err(|why| Error::InvalidValue(format!("{key} field {field}: {why}")))?;
+                    let bytes = to_bytes(value, *is_binary).map_err(|why| {
+                        Error::InvalidValue(format!("{key} field {field}: {why}"))
+                    })?;
                     data.insert(field.clone(), ByteString(bytes));
                 }
             }
@@ -250,12 +260,12 @@ pub fn render(
             } => {
                 let value = match property {
                     None => Value::Object(secret.0.clone()),
-                    Some(p) => select_property(&secret.0, p)
-                        .cloned()
-                        .ok_or_else(|| Error::PropertyNotFound {
+                    Some(p) => select_property(&secret.0, p).cloned().ok_or_else(|| {
+                        Error::PropertyNotFound {
                             property: p.clone(),
                             key: key.clone(),
-                        })?,
+                        }
+                    })?,
                 };
                 let bytes = to_bytes(&value, *is_binary)
                     .map_err(|why| Error::InvalidValue(format!("{key} for {name}: {why}")))?;
@@ -276,9 +286,9 @@ pub fn render(
         .type_
         .or_else(|| es.spec.type_.clone().filter(|t| !t.is_empty()))
         .unwrap_or_else(|| "Opaque".into());
-    let owner = es.controller_owner_ref(&()).ok_or_else(|| {
-        Error::InvalidSpec("the ExternalSecret has no uid yet".into())
-    })?;
+    let owner = es
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::InvalidSpec("the ExternalSecret has no uid yet".into()))?;
     Ok(DesiredSecret {
         name,
         namespace,
@@ -292,7 +302,10 @@ pub fn render(
 
 /// KES's `property`: an exact top-level field wins; otherwise a dotted path into nested objects
 /// (numeric segments index arrays, as lodash's `get` does).
-pub fn select_property<'a>(obj: &'a serde_json::Map<String, Value>, property: &str) -> Option<&'a Value> {
+pub fn select_property<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    property: &str,
+) -> Option<&'a Value> {
     if let Some(v) = obj.get(property) {
         return Some(v);
     }
@@ -367,7 +380,10 @@ impl Template {
         };
         let meta = v.get("metadata");
         let labels = strings(meta.and_then(|m| m.get("labels")), "metadata.labels")?;
-        let annotations = strings(meta.and_then(|m| m.get("annotations")), "metadata.annotations")?;
+        let annotations = strings(
+            meta.and_then(|m| m.get("annotations")),
+            "metadata.annotations",
+        )?;
         let string_data = strings(v.get("stringData"), "stringData")?;
         let mut data = BTreeMap::new();
         for (k, b64) in strings(v.get("data"), "data")? {
@@ -416,7 +432,10 @@ pub enum WriteDecision {
 
 /// Compares `desired` with the Secret in the cluster. Labels and annotations others added are
 /// kept; the data is ours alone (a key removed in Vault disappears from the Secret).
-pub fn decide_write(desired: &DesiredSecret, existing: Option<&Secret>) -> Result<WriteDecision, Error> {
+pub fn decide_write(
+    desired: &DesiredSecret,
+    existing: Option<&Secret>,
+) -> Result<WriteDecision, Error> {
     let Some(existing) = existing else {
         return Ok(WriteDecision::Create(desired.to_secret()));
     };
@@ -610,23 +629,47 @@ mod tests {
     #[test]
     fn invalid_specs() {
         let cases: &[(Value, &str)] = &[
-            (json!({"backendType": "secretsManager", "data": [{"name": "a", "key": "x/y"}]}), "UnsupportedBackend"),
+            (
+                json!({"backendType": "secretsManager", "data": [{"name": "a", "key": "x/y"}]}),
+                "UnsupportedBackend",
+            ),
             (json!({}), "InvalidSpec"),
             (json!({"data": [{"name": "a"}]}), "InvalidSpec"),
-            (json!({"data": [{"name": "bad name", "key": "kv/a"}]}), "InvalidSpec"),
-            (json!({"kvVersion": 3, "data": [{"name": "a", "key": "kv/a"}]}), "InvalidSpec"),
+            (
+                json!({"data": [{"name": "bad name", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"kvVersion": 3, "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
             (json!({"data": [{"name": "a", "key": "kv"}]}), "InvalidSpec"),
-            (json!({"template": {"stringData": {"a": "<%= data.x %>"}}, "data": [{"name": "a", "key": "kv/a"}]}), "InvalidSpec"),
-            (json!({"template": {"data": {"a": "!!!"}}, "data": [{"name": "a", "key": "kv/a"}]}), "InvalidSpec"),
-            (json!({"template": {"metadata": {"labels": {"a": 1}}}, "data": [{"name": "a", "key": "kv/a"}]}), "InvalidSpec"),
+            (
+                json!({"template": {"stringData": {"a": "<%= data.x %>"}}, "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"template": {"data": {"a": "!!!"}}, "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"template": {"metadata": {"labels": {"a": 1}}}, "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
         ];
         for (spec, reason) in cases {
             let r = run(spec.clone(), json!({"kv/data/a": {"x": "1"}}));
             assert_eq!(r.unwrap_err().reason(), *reason, "{spec}");
         }
         let no_role = es(json!({"data": [{"name": "a", "key": "kv/a"}]}));
-        let d = Defaults { mount_point: "k".into(), role: None };
-        assert!(plan(&no_role, &d).unwrap_err().to_string().contains("DEFAULT_VAULT_ROLE"));
+        let d = Defaults {
+            mount_point: "k".into(),
+            role: None,
+        };
+        assert!(plan(&no_role, &d)
+            .unwrap_err()
+            .to_string()
+            .contains("DEFAULT_VAULT_ROLE"));
     }
 
     #[test]
@@ -637,7 +680,13 @@ mod tests {
             &defaults(),
         )
         .unwrap();
-        assert_eq!(p.auth, AuthKey { mount: "kubernetes".into(), role: "default-role".into() });
+        assert_eq!(
+            p.auth,
+            AuthKey {
+                mount: "kubernetes".into(),
+                role: "default-role".into()
+            }
+        );
         let paths: Vec<String> = p.reads().map(|r| r.api_path).collect();
         assert_eq!(paths, vec!["kv/data/a?version=3", "kv/data/a?version=4"]);
     }
@@ -671,13 +720,23 @@ mod tests {
     #[test]
     fn write_decisions() {
         let d = desired();
-        assert!(matches!(decide_write(&d, None).unwrap(), WriteDecision::Create(_)));
+        assert!(matches!(
+            decide_write(&d, None).unwrap(),
+            WriteDecision::Create(_)
+        ));
 
         // Ours, identical, with someone else's label: nothing to do.
         let mut same = d.to_secret();
         same.metadata.resource_version = Some("7".into());
-        same.metadata.labels.as_mut().unwrap().insert("argocd".into(), "x".into());
-        assert_eq!(decide_write(&d, Some(&same)).unwrap(), WriteDecision::Unchanged);
+        same.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("argocd".into(), "x".into());
+        assert_eq!(
+            decide_write(&d, Some(&same)).unwrap(),
+            WriteDecision::Unchanged
+        );
 
         // Value changed in Vault: update, keep the foreign label, keep resourceVersion.
         let mut changed = d.clone();
@@ -693,13 +752,23 @@ mod tests {
 
         // A stray data key someone added: removed (the data is ours).
         let mut stray = same.clone();
-        stray.data.as_mut().unwrap().insert("stray".into(), ByteString(b"x".to_vec()));
-        assert!(matches!(decide_write(&d, Some(&stray)).unwrap(), WriteDecision::Update(_)));
+        stray
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("stray".into(), ByteString(b"x".to_vec()));
+        assert!(matches!(
+            decide_write(&d, Some(&stray)).unwrap(),
+            WriteDecision::Update(_)
+        ));
 
         // Our label removed by someone: put back.
         let mut unlabeled = same.clone();
         unlabeled.metadata.labels = None;
-        assert!(matches!(decide_write(&d, Some(&unlabeled)).unwrap(), WriteDecision::Update(_)));
+        assert!(matches!(
+            decide_write(&d, Some(&unlabeled)).unwrap(),
+            WriteDecision::Update(_)
+        ));
     }
 
     #[test]
@@ -707,13 +776,22 @@ mod tests {
         let d = desired();
         let mut foreign = d.to_secret();
         foreign.metadata.owner_references = None;
-        assert_eq!(decide_write(&d, Some(&foreign)).unwrap_err().reason(), "SecretNotOwned");
+        assert_eq!(
+            decide_write(&d, Some(&foreign)).unwrap_err().reason(),
+            "SecretNotOwned"
+        );
         let mut other_owner = d.to_secret();
         other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "someone-else".into();
-        assert_eq!(decide_write(&d, Some(&other_owner)).unwrap_err().reason(), "SecretNotOwned");
+        assert_eq!(
+            decide_write(&d, Some(&other_owner)).unwrap_err().reason(),
+            "SecretNotOwned"
+        );
         let mut typed = d.to_secret();
         typed.type_ = Some("kubernetes.io/tls".into());
-        assert_eq!(decide_write(&d, Some(&typed)).unwrap_err().reason(), "SecretTypeImmutable");
+        assert_eq!(
+            decide_write(&d, Some(&typed)).unwrap_err().reason(),
+            "SecretTypeImmutable"
+        );
     }
 
     #[test]

@@ -60,7 +60,13 @@ struct ObjectState {
 }
 
 impl Shared {
-    pub fn new(client: Client, config: Config, kv: KvReader, metrics: Arc<Metrics>, recorder: Recorder) -> Self {
+    pub fn new(
+        client: Client,
+        config: Config,
+        kv: KvReader,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+    ) -> Self {
         let defaults = Defaults {
             mount_point: config.default_mount_point.clone(),
             role: config.default_role.clone(),
@@ -154,7 +160,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         }
         Err(e) => {
             tracing::warn!(%name, namespace = %ns, reason = e.reason(), error = %e, "sync failed");
-            shared.metrics.sync_failures.with_label_values(&[e.reason()]).inc();
+            shared
+                .metrics
+                .sync_failures
+                .with_label_values(&[e.reason()])
+                .inc();
             Outcome {
                 ok: false,
                 reason: e.reason(),
@@ -248,7 +258,11 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
     let known = shared.objects().get(uid).and_then(|s| s.synced.clone());
     if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
         if *fp == fingerprint && rv == cur {
-            shared.metrics.secret_writes.with_label_values(&["skipped"]).inc();
+            shared
+                .metrics
+                .secret_writes
+                .with_label_values(&["skipped"])
+                .inc();
             return Ok((Written::Unchanged, phase));
         }
     }
@@ -262,16 +276,28 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
     let (written, rv) = match render::decide_write(&desired, existing.as_ref())? {
         WriteDecision::Create(secret) => {
             let s = api.create(&pp, &secret).await?;
-            shared.metrics.secret_writes.with_label_values(&["create"]).inc();
+            shared
+                .metrics
+                .secret_writes
+                .with_label_values(&["create"])
+                .inc();
             (Written::Created, s.resource_version())
         }
         WriteDecision::Update(secret) => {
             let s = api.replace(&desired.name, &pp, &secret).await?;
-            shared.metrics.secret_writes.with_label_values(&["update"]).inc();
+            shared
+                .metrics
+                .secret_writes
+                .with_label_values(&["update"])
+                .inc();
             (Written::Updated, s.resource_version())
         }
         WriteDecision::Unchanged => {
-            shared.metrics.secret_writes.with_label_values(&["skipped"]).inc();
+            shared
+                .metrics
+                .secret_writes
+                .with_label_values(&["skipped"])
+                .inc();
             (
                 Written::Unchanged,
                 existing.as_ref().and_then(|s| s.resource_version()),
@@ -315,8 +341,16 @@ async fn publish_event(
     result: &Result<(Written, u64), Error>,
 ) {
     let event = match result {
-        Ok((Written::Created, _)) => Some((EventType::Normal, "Created", "Created Secret from Vault".to_string())),
-        Ok((Written::Updated, _)) => Some((EventType::Normal, "Updated", "Updated Secret from Vault".to_string())),
+        Ok((Written::Created, _)) => Some((
+            EventType::Normal,
+            "Created",
+            "Created Secret from Vault".to_string(),
+        )),
+        Ok((Written::Updated, _)) => Some((
+            EventType::Normal,
+            "Updated",
+            "Updated Secret from Vault".to_string(),
+        )),
         Ok((Written::Unchanged, _)) => None,
         Err(e) => {
             let message = e.to_string();

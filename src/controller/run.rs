@@ -54,7 +54,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let shared = Arc::new(Shared::new(client, config.clone(), kv, metrics.clone(), recorder));
+    let shared = Arc::new(Shared::new(
+        client,
+        config.clone(),
+        kv,
+        metrics.clone(),
+        recorder,
+    ));
 
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metrics_port))
@@ -72,7 +78,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let scopes: Vec<Option<String>> = if config.watched_namespaces.is_empty() {
         vec![None]
     } else {
-        config.watched_namespaces.iter().cloned().map(Some).collect()
+        config
+            .watched_namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
     };
     tracing::info!(namespaces = ?config.watched_namespaces, poll_ms = config.poll_interval.as_millis() as u64,
         vault = %config.vault_addr, instance_id = ?config.instance_id, "starting");
@@ -81,7 +92,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut es_stores = Vec::new();
     let mut secret_stores = Vec::new();
     for scope in scopes {
-        let (fut, es_store, secret_store) = scope_controller(shared.clone(), scope, shutdown_rx.clone());
+        let (fut, es_store, secret_store) =
+            scope_controller(shared.clone(), scope, shutdown_rx.clone());
         loops.push(fut);
         es_stores.push(es_store);
         secret_stores.push(secret_store);
@@ -133,11 +145,18 @@ type ScopeParts = (
 );
 
 /// The watches and controller loop of one namespace (`Some`) or of the whole cluster (`None`).
-fn scope_controller(shared: Arc<Shared>, scope: Option<String>, shutdown: watch::Receiver<bool>) -> ScopeParts {
+fn scope_controller(
+    shared: Arc<Shared>,
+    scope: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> ScopeParts {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
     let (es_api, secret_api): (Api<ExternalSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
     let wc = watcher::Config::default().timeout(shared.config.watch_timeout_secs());
@@ -249,7 +268,13 @@ mod tests {
 
     #[test]
     fn read_cache_never_outlives_half_an_interval() {
-        assert_eq!(read_cache_ttl(Duration::from_secs(30)), Duration::from_secs(2));
-        assert_eq!(read_cache_ttl(Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(
+            read_cache_ttl(Duration::from_secs(30)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            read_cache_ttl(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
     }
 }

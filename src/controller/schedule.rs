@@ -19,7 +19,9 @@ pub fn phase_key(v: &impl Hash) -> u64 {
 /// Delay from `now_ms` (Unix epoch milliseconds) to the object's next poll slot, at least half an
 /// interval away so a sync triggered by a change is not followed by a poll right after it.
 pub fn next_poll(phase: u64, interval: Duration, now_ms: u64) -> Duration {
-    let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    let interval_ms = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     let offset = phase % interval_ms;
     let pos = now_ms % interval_ms;
     let mut delay = (offset + interval_ms - pos) % interval_ms;
@@ -33,7 +35,12 @@ pub fn next_poll(phase: u64, interval: Duration, now_ms: u64) -> Duration {
 /// conflicts) retry soon, doubling from 5 s up to 5 minutes; causes that need someone to act
 /// (missing key, wrong role, foreign Secret) are retried at the poll interval. `jitter` in
 /// [0, 1) spreads retries of objects that failed together.
-pub fn failure_backoff(failures: u32, transient: bool, interval: Duration, jitter: f64) -> Duration {
+pub fn failure_backoff(
+    failures: u32,
+    transient: bool,
+    interval: Duration,
+    jitter: f64,
+) -> Duration {
     let base = if transient {
         let exp = failures.saturating_sub(1).min(16);
         Duration::from_secs(5)
@@ -92,6 +99,9 @@ mod tests {
         assert_eq!(failure_backoff(4, true, I, 0.0), Duration::from_secs(40));
         assert_eq!(failure_backoff(40, true, I, 0.0), Duration::from_secs(300));
         assert_eq!(failure_backoff(3, false, I, 0.0), I);
-        assert_eq!(failure_backoff(1, true, I, 0.5), Duration::from_secs(5).mul_f64(1.1));
+        assert_eq!(
+            failure_backoff(1, true, I, 0.5),
+            Duration::from_secs(5).mul_f64(1.1)
+        );
     }
 }

@@ -146,8 +146,14 @@ mod tests {
     #[test]
     fn steady_success_writes_only_a_heartbeat() {
         let s0 = next_status(None, &Outcome::synced(), Some(1), t(0), HB).unwrap();
-        assert_eq!(next_status(Some(&s0), &Outcome::synced(), Some(1), t(10), HB), None);
-        assert_eq!(next_status(Some(&s0), &Outcome::synced(), Some(1), t(299), HB), None);
+        assert_eq!(
+            next_status(Some(&s0), &Outcome::synced(), Some(1), t(10), HB),
+            None
+        );
+        assert_eq!(
+            next_status(Some(&s0), &Outcome::synced(), Some(1), t(299), HB),
+            None
+        );
         let s1 = next_status(Some(&s0), &Outcome::synced(), Some(1), t(300), HB).unwrap();
         assert_eq!(s1.last_sync, Some(rfc3339(t(300))));
         // The condition did not change: its transition time stays.
@@ -162,20 +168,41 @@ mod tests {
     #[test]
     fn failures_keep_last_sync_and_write_once() {
         let ok = next_status(None, &Outcome::synced(), Some(1), t(0), HB).unwrap();
-        let f = next_status(Some(&ok), &fail("reading kv/a: Vault answered 503"), Some(1), t(20), HB)
-            .unwrap();
-        assert_eq!(f.status.as_deref(), Some("ERROR, reading kv/a: Vault answered 503"));
+        let f = next_status(
+            Some(&ok),
+            &fail("reading kv/a: Vault answered 503"),
+            Some(1),
+            t(20),
+            HB,
+        )
+        .unwrap();
+        assert_eq!(
+            f.status.as_deref(),
+            Some("ERROR, reading kv/a: Vault answered 503")
+        );
         assert_eq!(f.last_sync, ok.last_sync);
         let c = &f.conditions.as_ref().unwrap()[0];
         assert_eq!(c.status, "False");
         assert_eq!(c.last_transition_time, Some(rfc3339(t(20))));
         // The same failure again, even after the heartbeat: nothing to write.
-        assert_eq!(next_status(Some(&f), &fail("reading kv/a: Vault answered 503"), Some(1), t(900), HB), None);
+        assert_eq!(
+            next_status(
+                Some(&f),
+                &fail("reading kv/a: Vault answered 503"),
+                Some(1),
+                t(900),
+                HB
+            ),
+            None
+        );
         // A different failure: written.
         assert!(next_status(Some(&f), &fail("other"), Some(1), t(30), HB).is_some());
         // Recovery: written, new transition.
         let r = next_status(Some(&f), &Outcome::synced(), Some(1), t(40), HB).unwrap();
-        assert_eq!(r.conditions.unwrap()[0].last_transition_time, Some(rfc3339(t(40))));
+        assert_eq!(
+            r.conditions.unwrap()[0].last_transition_time,
+            Some(rfc3339(t(40)))
+        );
     }
 
     #[test]

@@ -234,7 +234,11 @@ impl TokenCache {
 }
 
 /// Reads the `auth` block of a login or renew-self answer.
-fn parse_auth(path: &str, resp: &Value, current: Option<&SecretString>) -> Result<Token, VaultError> {
+fn parse_auth(
+    path: &str,
+    resp: &Value,
+    current: Option<&SecretString>,
+) -> Result<Token, VaultError> {
     let decode = |reason: &str| VaultError::Decode {
         path: path.to_string(),
         reason: reason.to_string(),
@@ -285,13 +289,25 @@ mod tests {
     async fn freshness_follows_threshold() {
         let t = token(3600, true);
         let now = Instant::now();
-        assert!(matches!(t.freshness(now, Duration::from_secs(30)), Freshness::Fresh));
+        assert!(matches!(
+            t.freshness(now, Duration::from_secs(30)),
+            Freshness::Fresh
+        ));
         let later = now + Duration::from_secs(3580);
-        assert!(matches!(t.freshness(later, Duration::from_secs(30)), Freshness::RenewDue));
+        assert!(matches!(
+            t.freshness(later, Duration::from_secs(30)),
+            Freshness::RenewDue
+        ));
         let nr = token(3600, false);
-        assert!(matches!(nr.freshness(later, Duration::from_secs(30)), Freshness::LoginDue));
+        assert!(matches!(
+            nr.freshness(later, Duration::from_secs(30)),
+            Freshness::LoginDue
+        ));
         let expired = now + Duration::from_secs(4000);
-        assert!(matches!(t.freshness(expired, Duration::from_secs(30)), Freshness::LoginDue));
+        assert!(matches!(
+            t.freshness(expired, Duration::from_secs(30)),
+            Freshness::LoginDue
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -299,8 +315,14 @@ mod tests {
         // 10 s token with a 30 s threshold: renew at 5 s left, not on every access.
         let t = token(10, true);
         let now = Instant::now();
-        assert!(matches!(t.freshness(now + Duration::from_secs(4), Duration::from_secs(30)), Freshness::Fresh));
-        assert!(matches!(t.freshness(now + Duration::from_secs(6), Duration::from_secs(30)), Freshness::RenewDue));
+        assert!(matches!(
+            t.freshness(now + Duration::from_secs(4), Duration::from_secs(30)),
+            Freshness::Fresh
+        ));
+        assert!(matches!(
+            t.freshness(now + Duration::from_secs(6), Duration::from_secs(30)),
+            Freshness::RenewDue
+        ));
     }
 
     #[test]

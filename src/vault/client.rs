@@ -236,7 +236,10 @@ mod tests {
 
     #[test]
     fn error_message_from_vault_body() {
-        let m = vault_error_message(br#"{"errors":["permission denied"]}"#, StatusCode::FORBIDDEN);
+        let m = vault_error_message(
+            br#"{"errors":["permission denied"]}"#,
+            StatusCode::FORBIDDEN,
+        );
         assert_eq!(m, "permission denied");
         let m = vault_error_message(br#"{"errors":[]}"#, StatusCode::NOT_FOUND);
         assert!(m.contains("not found"));

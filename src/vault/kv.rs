@@ -62,7 +62,9 @@ pub fn kv_api_path(key: &str, kv_version: u8, version: Option<&str>) -> Result<S
         }
         2 => {
             if segments.len() < 2 {
-                return Err(invalid("a KV v2 key needs a mount and a path, e.g. secret/app"));
+                return Err(invalid(
+                    "a KV v2 key needs a mount and a path, e.g. secret/app",
+                ));
             }
             if !segments[1..].contains(&"data") {
                 out.insert(1, "data".to_string());
@@ -116,9 +118,7 @@ impl KvReader {
     }
 
     pub async fn read(&self, key: &ReadKey) -> Result<Arc<SecretData>, Arc<VaultError>> {
-        self.cache
-            .try_get_with_by_ref(key, self.fetch(key))
-            .await
+        self.cache.try_get_with_by_ref(key, self.fetch(key)).await
     }
 
     async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {

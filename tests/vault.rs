@@ -1,0 +1,468 @@
+//! The Vault client against a real OpenBao 2.7.2 dev server (see tests/common). Logins use
+//! OpenBao's `jwt` auth method at `kubernetes/`: same request shape as Kubernetes auth, no
+//! apiserver needed. Kubernetes-auth cases with TokenReview are in the e2e suite.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Bao, JwtSigner};
+use serde_json::json;
+use vault_external_secrets::config::Config;
+use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::metrics::Metrics;
+use vault_external_secrets::render::{self, Defaults};
+use vault_external_secrets::vault::{
+    kv_api_path, AuthKey, KvReader, ReadKey, TokenCache, VaultError, VaultHttp,
+};
+
+struct Client {
+    kv: KvReader,
+    tokens: Arc<TokenCache>,
+    metrics: Arc<Metrics>,
+    jwt_path: PathBuf,
+}
+
+impl Client {
+    fn new(bao: &Bao, extra: &[(&str, &str)]) -> Client {
+        let jwt_path = bao.dir.path().join("sa.jwt");
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("VAULT_ADDR".into(), bao.addr.clone());
+        env.insert("VAULT_JWT_PATH".into(), jwt_path.display().to_string());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let http = VaultHttp::new(&config, metrics.clone())
+            .unwrap()
+            .with_min_backoff(Duration::from_millis(50));
+        let tokens = Arc::new(TokenCache::new(
+            http,
+            jwt_path.clone(),
+            config.token_renew_threshold,
+        ));
+        Client {
+            kv: KvReader::new(tokens.clone(), Duration::from_millis(500)),
+            tokens,
+            metrics,
+            jwt_path,
+        }
+    }
+
+    fn count(&self, op: &str, outcome: &str) -> u64 {
+        self.metrics
+            .vault_requests
+            .with_label_values(&[op, outcome])
+            .get()
+    }
+}
+
+fn auth(role: &str) -> AuthKey {
+    AuthKey {
+        mount: "kubernetes".into(),
+        role: role.into(),
+    }
+}
+
+fn read_key(role: &str, key: &str, kv: u8) -> ReadKey {
+    ReadKey {
+        auth: auth(role),
+        api_path: kv_api_path(key, kv, None).unwrap(),
+        kv_version: kv,
+    }
+}
+
+async fn setup() -> (Bao, JwtSigner, Client) {
+    let bao = Bao::start().await;
+    let signer = bao.enable_jwt_auth("app", "1h", "2h").await;
+    let client = Client::new(&bao, &[]);
+    signer.write(&client.jwt_path, "system:serviceaccount:ves:controller");
+    (bao, signer, client)
+}
+
+fn es(yaml: &str) -> ExternalSecret {
+    let mut es: ExternalSecret = serde_yaml::from_str(yaml).unwrap();
+    es.metadata.uid = Some("uid-1".into());
+    es
+}
+
+async fn sync_es(
+    client: &Client,
+    es: &ExternalSecret,
+) -> Result<render::DesiredSecret, vault_external_secrets::Error> {
+    let defaults = Defaults {
+        mount_point: "kubernetes".into(),
+        role: None,
+    };
+    let plan = render::plan(es, &defaults)?;
+    let mut fetched = BTreeMap::new();
+    for source in &plan.sources {
+        let data = client
+            .kv
+            .read(source.read())
+            .await
+            .map_err(|e| vault_external_secrets::Error::from_vault(source.key(), e))?;
+        fetched.insert(source.read().clone(), data);
+    }
+    render::render(es, &plan, &fetched)
+}
+
+#[tokio::test]
+async fn kv_v1_and_v2_end_to_end_render() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1(
+        "Rabbitmq",
+        json!({"username": "rabbit-user", "password": "rabbit-pass"}),
+    )
+    .await;
+    bao.put_kv2(
+        "app",
+        json!({"user": "u", "nested": {"db": {"pass": "deep"}}, "bin": "aGVsbG8=", "n": 7}),
+    )
+    .await;
+
+    // The seed example, KV v1.
+    let seed = es(include_str!("fixtures/seed-externalsecret.yaml")
+        .replace("k8s-role", "app")
+        .as_str());
+    let d = sync_es(&client, &seed).await.unwrap();
+    assert_eq!(d.data["RABBITMQ_USERNAME"].0, b"rabbit-user");
+
+    // KV v2, both key forms, nested property, binary, dataFrom, template type and labels.
+    let v2 = es(r#"
+apiVersion: kubernetes-client.io/v1
+kind: ExternalSecret
+metadata: {name: app, namespace: default}
+spec:
+  backendType: vault
+  vaultRole: app
+  kvVersion: 2
+  template:
+    type: kubernetes.io/basic-auth
+    metadata: {labels: {team: a}}
+  dataFrom: [kv/app]
+  data:
+    - {name: natural, key: kv/app, property: user}
+    - {name: kes-style, key: kv/data/app, property: nested.db.pass}
+    - {name: blob, key: kv/app, property: bin, isBinary: true}
+    - {name: number, key: kv/app, property: n}
+"#);
+    let d = sync_es(&client, &v2).await.unwrap();
+    let s = |k: &str| String::from_utf8(d.data[k].0.clone()).unwrap();
+    assert_eq!(s("natural"), "u");
+    assert_eq!(s("kes-style"), "deep");
+    assert_eq!(s("blob"), "hello");
+    assert_eq!(s("number"), "7");
+    assert_eq!(s("user"), "u"); // from dataFrom
+    assert_eq!(s("nested"), r#"{"db":{"pass":"deep"}}"#);
+    assert_eq!(d.type_, "kubernetes.io/basic-auth");
+    assert_eq!(d.labels["team"], "a");
+
+    // Both forms of the v2 key are the same read, coalesced into one request.
+    assert_eq!(bao.audit_requests("kv/data/app"), 1);
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+}
+
+#[tokio::test]
+async fn kv_v2_versions() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv2("ver", json!({"v": "one"})).await;
+    bao.put_kv2("ver", json!({"v": "two"})).await;
+    let key = |version: Option<&str>| ReadKey {
+        auth: auth("app"),
+        api_path: kv_api_path("kv/ver", 2, version).unwrap(),
+        kv_version: 2,
+    };
+    assert_eq!(client.kv.read(&key(Some("1"))).await.unwrap().0["v"], "one");
+    assert_eq!(client.kv.read(&key(None)).await.unwrap().0["v"], "two");
+}
+
+#[tokio::test]
+async fn missing_key_and_property_are_clear_errors() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1("present", json!({"a": "1"})).await;
+    let missing = es(r#"
+apiVersion: kubernetes-client.io/v1
+kind: ExternalSecret
+metadata: {name: m, namespace: default}
+spec: {vaultRole: app, kvVersion: 1, data: [{name: x, key: secret/absent, property: a}]}
+"#);
+    let e = sync_es(&client, &missing).await.unwrap_err();
+    assert_eq!(e.reason(), "VaultReadFailed");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("secret/absent") && msg.contains("404"),
+        "{msg}"
+    );
+
+    let no_prop = es(r#"
+apiVersion: kubernetes-client.io/v1
+kind: ExternalSecret
+metadata: {name: m, namespace: default}
+spec: {vaultRole: app, kvVersion: 1, data: [{name: x, key: secret/present, property: b}]}
+"#);
+    let e = sync_es(&client, &no_prop).await.unwrap_err();
+    assert_eq!(e.to_string(), "Could not find property b in secret/present");
+
+    // A natural key read as v2 from the v1 mount: 404 with a hint about kvVersion.
+    let wrong_version = es(r#"
+apiVersion: kubernetes-client.io/v1
+kind: ExternalSecret
+metadata: {name: m, namespace: default}
+spec: {vaultRole: app, data: [{name: x, key: secret/present}]}
+"#);
+    let msg = sync_es(&client, &wrong_version)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("KV v2"), "{msg}");
+    // 404s are not retried.
+    assert_eq!(bao.audit_requests("secret/absent"), 1);
+}
+
+#[tokio::test]
+async fn bad_role_is_an_auth_error_naming_the_role() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    let e = client
+        .kv
+        .read(&read_key("no-such-role", "secret/x", 1))
+        .await
+        .unwrap_err();
+    let err = vault_external_secrets::Error::from_vault("secret/x", e);
+    assert_eq!(err.reason(), "VaultAuthFailed");
+    let msg = err.to_string();
+    assert!(msg.contains("no-such-role") && msg.contains("400"), "{msg}");
+    // 400 is not retried.
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_reads_share_one_login_and_coalesce() {
+    let (bao, _s, client) = setup().await;
+    for i in 0..20 {
+        bao.put_kv1(&format!("p{i}"), json!({"v": i.to_string()}))
+            .await;
+    }
+    // 100 concurrent syncs: 20 distinct paths, 5 readers each.
+    let reads = (0..100).map(|i| {
+        let key = read_key("app", &format!("secret/p{}", i % 20), 1);
+        let kv = &client.kv;
+        async move { kv.read(&key).await.map(|d| d.0["v"].clone()) }
+    });
+    let results = futures::future::join_all(reads).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), json!((i % 20).to_string()));
+    }
+    assert_eq!(
+        bao.audit_requests("auth/kubernetes/login"),
+        1,
+        "single-flight login"
+    );
+    assert_eq!(client.count("login", "success"), 1);
+    assert_eq!(
+        bao.audit_requests_prefix("secret/p"),
+        20,
+        "one read per distinct path"
+    );
+    assert_eq!(
+        bao.audit_requests("auth/token/lookup-self"),
+        0,
+        "no lookup-self per read"
+    );
+}
+
+#[tokio::test]
+async fn forbidden_read_logs_in_again_once() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+    let accessors = client.tokens.accessors().await;
+    assert_eq!(accessors.len(), 1);
+    bao.revoke_accessor(&accessors[0]).await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the read cache TTL
+
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 2);
+    assert_eq!(client.count("read", "forbidden"), 1);
+    assert_eq!(client.count("read", "success"), 2);
+    let new = client.tokens.accessors().await;
+    assert_ne!(new, accessors);
+}
+
+#[tokio::test]
+async fn short_ttl_token_is_renewed_not_replaced() {
+    let bao = Bao::start().await;
+    let signer = bao.enable_jwt_auth("short", "4s", "1h").await;
+    let client = Client::new(&bao, &[("VAULT_TOKEN_RENEW_THRESHOLD", "30")]);
+    signer.write(&client.jwt_path, "sa");
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    client
+        .kv
+        .read(&read_key("short", "secret/x", 1))
+        .await
+        .unwrap();
+    // The threshold (30 s) is capped at half the lease (2 s): renew after 2 s, not at once.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    client
+        .kv
+        .read(&read_key("short", "secret/x", 1))
+        .await
+        .unwrap();
+    assert_eq!(bao.audit_requests("auth/token/renew-self"), 1);
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+    // The renewed token still reads after the original 4 s lease would have expired.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    client
+        .kv
+        .read(&read_key("short", "secret/x", 1))
+        .await
+        .unwrap();
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+    assert_eq!(client.count("read", "forbidden"), 0);
+}
+
+#[tokio::test]
+async fn capped_token_logs_in_again_near_max_ttl() {
+    let bao = Bao::start().await;
+    // ttl 4 s, max 5 s: the first renewal is capped (1 s), after which we log in instead.
+    let signer = bao.enable_jwt_auth("capped", "4s", "5s").await;
+    let client = Client::new(&bao, &[]);
+    signer.write(&client.jwt_path, "sa");
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    let key = read_key("capped", "secret/x", 1);
+    client.kv.read(&key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    client.kv.read(&key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.kv.read(&key).await.unwrap();
+    assert!(bao.audit_requests("auth/kubernetes/login") >= 2);
+    assert_eq!(client.count("read", "forbidden"), 0);
+}
+
+#[tokio::test]
+async fn jwt_is_reread_at_each_login() {
+    let (bao, signer, client) = setup().await;
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    std::fs::write(&client.jwt_path, "not-a-jwt").unwrap();
+    let e = client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    // Rotated file: the next login reads the new token.
+    signer.write(&client.jwt_path, "rotated");
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+    std::fs::remove_file(&client.jwt_path).unwrap();
+    client.tokens.revoke_all().await;
+    let e = client
+        .kv
+        .read(&read_key("app", "secret/y", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.as_ref(), VaultError::Jwt { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn revoke_all_kills_every_token() {
+    let bao = Bao::start().await;
+    let signer = bao.enable_jwt_auth("a", "1h", "2h").await;
+    bao.add_jwt_role("b", "1h", "2h").await;
+    let client = Client::new(&bao, &[]);
+    signer.write(&client.jwt_path, "sa");
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    client.kv.read(&read_key("a", "secret/x", 1)).await.unwrap();
+    client.kv.read(&read_key("b", "secret/x", 1)).await.unwrap();
+    let accessors = client.tokens.accessors().await;
+    assert_eq!(accessors.len(), 2);
+    for a in &accessors {
+        assert!(bao.accessor_alive(a).await);
+    }
+    assert_eq!(client.tokens.revoke_all().await, 2);
+    for a in &accessors {
+        assert!(!bao.accessor_alive(a).await, "token {a} still alive");
+    }
+    assert_eq!(client.count("revoke", "success"), 2);
+}
+
+#[tokio::test]
+async fn sealed_vault_is_retried_then_reported_and_recovers() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+    let out = bao.cli(&["operator", "seal"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let e = client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(503), "{e}");
+    assert!(e.to_string().contains("sealed"), "{e}");
+    assert!(e.is_retryable());
+    // 1 try + VAULT_MAX_RETRIES (4) retries, then reported.
+    assert_eq!(client.count("read", "server_error"), 1);
+    let out = bao.cli(&["operator", "unseal", &bao.unseal_key()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rate_limited_reads_back_off() {
+    let (bao, _s, client) = setup().await;
+    bao.put_kv1("x", json!({"a": "1"})).await;
+    bao.put_kv1("y", json!({"a": "2"})).await;
+    bao.api(
+        "POST",
+        "sys/quotas/rate-limit/test",
+        json!({"rate": 1, "interval": "1s", "path": "secret/"}),
+    )
+    .await;
+    // Two reads in a row: the second hits the quota (429) and succeeds after backing off.
+    client
+        .kv
+        .read(&read_key("app", "secret/x", 1))
+        .await
+        .unwrap();
+    client
+        .kv
+        .read(&read_key("app", "secret/y", 1))
+        .await
+        .unwrap();
+    assert_eq!(client.count("read", "success"), 2);
+    assert!(bao.audit_requests("secret/y") >= 1);
+}
