@@ -40,6 +40,7 @@ pub struct ExternalSecretSpec {
     pub type_: Option<String>,
     /// Merged over the generated Secret: `type`, `metadata.labels`, `metadata.annotations`, `data`
     /// (base64 values) and `stringData` (plain values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub template: Option<Value>,
     /// Vault role for the Kubernetes auth login (default: `DEFAULT_VAULT_ROLE`).
@@ -106,6 +107,7 @@ pub struct DataItem {
     /// Base64-decode the value before storing it.
     pub is_binary: Option<bool>,
     /// KV v2 version to read (latest when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "int_or_string")]
     pub version: Option<Value>,
 

@@ -106,11 +106,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let health = health.clone();
         let (es_stores, secret_stores) = (es_stores.clone(), secret_stores.clone());
         tokio::spawn(async move {
-            for s in &es_stores {
-                let _ = s.wait_until_ready().await;
-            }
-            for s in &secret_stores {
-                let _ = s.wait_until_ready().await;
+            // Polled rather than awaited once: a `wait_until_ready` future started before the
+            // initial list completed was observed never to wake (kube-runtime 5.0.0).
+            loop {
+                let mut ready = true;
+                for s in &es_stores {
+                    ready &= store_ready(s).await;
+                }
+                for s in &secret_stores {
+                    ready &= store_ready(s).await;
+                }
+                if ready {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             health.ready.store(true, Ordering::Relaxed);
             tracing::info!("initial watch lists complete: ready");
@@ -223,6 +232,16 @@ fn scope_controller(
     }
     .boxed();
     (fut, es_store, secrets)
+}
+
+async fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    tokio::time::timeout(Duration::from_millis(1), store.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// Drops state and metric series of ExternalSecrets that are gone.

