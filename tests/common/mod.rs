@@ -291,3 +291,4 @@ impl JwtSigner {
         std::fs::write(path, self.sign(sub)).unwrap();
     }
 }
+pub mod e2e;

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `make e2e`: brings the world up, runs the e2e suite against it, always tears it down.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$root"
+trap 'bash "$root/e2e/down.sh" >/dev/null 2>&1 || true' EXIT
+bash "$root/e2e/up.sh"
+source "$E2E_DIR/env"
+cargo test --test e2e -- --ignored --test-threads="${E2E_THREADS:-3}" "$@"

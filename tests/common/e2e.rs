@@ -1,0 +1,291 @@
+//! The e2e world started by `e2e/up.sh` (real kube-apiserver, etcd, kube-controller-manager,
+//! OpenBao with Kubernetes auth), and the controller run as a separate process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use vault_external_secrets::crd::ExternalSecret;
+
+use super::free_port;
+
+pub struct World {
+    pub client: Client,
+    pub dir: PathBuf,
+    pub bao_addr: String,
+    http: reqwest::Client,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the e2e suite with `make e2e` (it starts the control plane and sources target/e2e/env)")
+    })
+}
+
+impl World {
+    pub async fn get() -> World {
+        let dir = PathBuf::from(env("E2E_DIR"));
+        // The admin credential, for the test's own setup and assertions only.
+        let client = Client::try_default().await.expect("admin kubeconfig");
+        World {
+            client,
+            dir,
+            bao_addr: env("BAO_ADDR"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A fresh namespace for one test.
+    pub async fn namespace(&self, name: &str) -> String {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        if api.get_opt(name).await.unwrap().is_some() {
+            let _ = api.delete(name, &DeleteParams::default()).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while api.get_opt(name).await.unwrap().is_some() {
+                assert!(Instant::now() < deadline, "namespace {name} not deleted");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        name.to_string()
+    }
+
+    pub async fn bao(&self, method: &str, path: &str, body: Value) -> Value {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}/v1/{path}", self.bao_addr))
+            .header("X-Vault-Token", "root");
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn put_kv1(&self, path: &str, data: Value) {
+        self.bao("PUT", &format!("secret/{path}"), data).await;
+    }
+
+    pub async fn put_kv2(&self, path: &str, data: Value) {
+        self.bao("PUT", &format!("kv/data/{path}"), json!({ "data": data }))
+            .await;
+    }
+
+    pub fn es_api(&self, ns: &str) -> Api<ExternalSecret> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn secret_api(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Server-side applies an ExternalSecret manifest (YAML) into `ns`.
+    pub async fn apply_es(&self, ns: &str, yaml: &str) -> ExternalSecret {
+        let mut v: Value = serde_yaml::from_str(yaml).unwrap();
+        v["metadata"]["namespace"] = json!(ns);
+        let name = v["metadata"]["name"].as_str().unwrap().to_string();
+        self.es_api(ns)
+            .patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(v))
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Secret) -> bool,
+    ) -> Secret {
+        let api = self.secret_api(ns);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = api.get_opt(name).await.unwrap() {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Secret {ns}/{name} did not reach the expected state in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn wait_es(
+        &self,
+        ns: &str,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&ExternalSecret) -> bool,
+    ) -> ExternalSecret {
+        let api = self.es_api(ns);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let es = api.get(name).await.unwrap();
+            if pred(&es) {
+                return es;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ExternalSecret {ns}/{name} did not reach the expected state in {timeout:?}; status: {:?}",
+                es.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn value(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+}
+
+pub fn status_text(es: &ExternalSecret) -> String {
+    es.status
+        .as_ref()
+        .and_then(|s| s.status.clone())
+        .unwrap_or_default()
+}
+
+pub fn ready_reason(es: &ExternalSecret) -> String {
+    es.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The controller binary as a separate process, with the e2e ServiceAccount's credentials.
+pub struct Controller {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Controller {
+    pub fn start(world: &World, name: &str, extra_env: &[(&str, &str)]) -> Controller {
+        let port = free_port();
+        let log = world
+            .dir
+            .join("logs")
+            .join(format!("controller-{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let bin = std::env::var("CONTROLLER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_vault-external-secrets").to_string());
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("KUBECONFIG", env("CONTROLLER_KUBECONFIG"))
+            .env("VAULT_ADDR", env("VAULT_ADDR"))
+            .env("VAULT_JWT_PATH", env("VAULT_JWT_PATH"))
+            .env("METRICS_PORT", port.to_string())
+            .env("POLLER_INTERVAL_MILLISECONDS", "3000")
+            .env("LOG_LEVEL", "debug")
+            .env("POD_NAME", format!("e2e-{name}"));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start the controller");
+        Controller {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        for _ in 0..50 {
+            if let Ok(r) = reqwest::get(&url).await {
+                return r.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no /metrics on {url}");
+    }
+
+    /// The value of one metric line (exact name with labels), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller not ready: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+    }
+}
