@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the e2e control plane from the Go module proxy (e2e/testenv): etcd, kube-apiserver,
-# kube-controller-manager and kubectl of one Kubernetes release. Cached outside the clone under
-# ~/.cache/vault-external-secrets/k8s-<hash of go.mod/go.sum>/, rebuilt only when they change.
-# Prints the binary directory on stdout; progress goes to stderr.
+# Builds the e2e tools from the Go module proxy: etcd, kube-apiserver, kube-controller-manager
+# and kubectl of one Kubernetes release (e2e/testenv), and helm (e2e/helm). Cached outside the
+# clone under ~/.cache/vault-external-secrets/{k8s,helm}-<hash of go.mod/go.sum>/, rebuilt only
+# when those change. Prints the control-plane directory on stdout (helm is linked into it);
+# progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VES_CACHE:-$HOME/.cache/vault-external-secrets}
@@ -11,7 +12,18 @@ out="$cache/k8s-$key"
 bins=(etcd kube-apiserver kube-controller-manager kubectl)
 ok=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || ok=0; done
+
+helm_key=$(cat "$here/helm/go.mod" "$here/helm/go.sum" | sha256sum | cut -c1-16)
+helm_out="$cache/helm-$helm_key"
+if [ ! -x "$helm_out/helm" ]; then
+  echo ">> building helm ($(grep -m1 'helm.sh/helm/v3 v' "$here/helm/go.mod" | awk '{print $NF}')) into $helm_out" >&2
+  rm -rf "$helm_out.tmp" && mkdir -p "$helm_out.tmp"
+  (cd "$here/helm" && go build -trimpath -o "$helm_out.tmp/" helm.sh/helm/v3/cmd/helm) >&2
+  rm -rf "$helm_out" && mv "$helm_out.tmp" "$helm_out"
+fi
+
 if [ "$ok" = 1 ]; then
+  ln -sf "$helm_out/helm" "$out/helm"
   echo "$out"
   exit 0
 fi
@@ -29,5 +41,6 @@ mkdir -p "$out.tmp"
 ) >&2
 rm -rf "$out"
 mv "$out.tmp" "$out"
+ln -sf "$helm_out/helm" "$out/helm"
 echo ">> control plane built in $(( $(date +%s) - start ))s" >&2
 echo "$out"

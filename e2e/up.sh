@@ -83,7 +83,13 @@ echo ">> CRD, controller identity and RBAC"
 wait_for 60 "default namespace" k get namespace default
 k apply -f "$root/crds/" >/dev/null
 k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io --timeout=60s >/dev/null
-k apply -f "$root/e2e/rbac.yaml" >/dev/null
+# The controller's ServiceAccount and RBAC come from the Helm chart itself (one source), with
+# leader election on so the HA tests have their Lease permissions.
+k create namespace vault-external-secrets >/dev/null
+"$bin/helm" template vault-external-secrets "$root/helm/vault-external-secrets" \
+  --namespace vault-external-secrets --set leaderElection.enabled=true --set rbac.authDelegator=false \
+  > "$E2E_DIR/chart-rendered.yaml"
+k apply -f "$E2E_DIR/chart-rendered.yaml" >/dev/null
 # Vault's token reviewer: a ServiceAccount bound to system:auth-delegator (seed walkthrough).
 k create namespace vault >/dev/null
 k -n vault create serviceaccount vault-auth >/dev/null
@@ -138,6 +144,7 @@ cat > "$E2E_DIR/env" <<ENV
 # source this file to use the e2e world by hand
 export E2E_DIR=$E2E_DIR
 export E2E_BIN=$bin
+export HELM=$bin/helm
 export PATH=$bin:\$PATH
 export KUBECONFIG=$E2E_DIR/admin.kubeconfig
 export CONTROLLER_KUBECONFIG=$E2E_DIR/controller.kubeconfig

@@ -51,6 +51,23 @@ pub struct Config {
     pub sync_concurrency: u16,
     /// `VAULT_MAX_RETRIES`: retries of one Vault request on 412/429/5xx/connection errors.
     pub vault_max_retries: usize,
+    /// `LEADER_ELECT` and friends; `None` when off (one replica).
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Lease-based leader election between replicas: only the holder syncs and writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaderElection {
+    /// `LEADER_ELECTION_NAMESPACE` (default: `POD_NAMESPACE`, else the in-cluster namespace file,
+    /// else `default`).
+    pub namespace: String,
+    /// `LEADER_ELECTION_LEASE_NAME` (default `vault-external-secrets`).
+    pub lease_name: String,
+    /// `LEADER_ELECTION_LEASE_DURATION` seconds (default 15): a dead leader's lease expires
+    /// after this, so failover takes about this long.
+    pub lease_duration_s: u64,
+    /// This replica's identity: `POD_NAME`, else the hostname, plus a random suffix.
+    pub identity: String,
 }
 
 pub const DEFAULT_JWT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -109,7 +126,36 @@ impl Config {
             return Err(err("SYNC_CONCURRENCY", "must be greater than 0"));
         }
 
+        let leader_election = if parse_bool(&get, "LEADER_ELECT")? {
+            let lease_duration_s: u64 = parse_num(&get, "LEADER_ELECTION_LEASE_DURATION", 15)?;
+            if lease_duration_s < 5 {
+                return Err(err("LEADER_ELECTION_LEASE_DURATION", "must be at least 5 (seconds)"));
+            }
+            let namespace = get("LEADER_ELECTION_NAMESPACE")
+                .or_else(|| get("POD_NAMESPACE"))
+                .or_else(|| {
+                    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                })
+                .unwrap_or_else(|| "default".into());
+            let base = get("POD_NAME")
+                .or_else(|| get("HOSTNAME"))
+                .unwrap_or_else(|| "vault-external-secrets".into());
+            Some(LeaderElection {
+                namespace,
+                lease_name: get("LEADER_ELECTION_LEASE_NAME")
+                    .unwrap_or_else(|| "vault-external-secrets".into()),
+                lease_duration_s,
+                identity: format!("{base}-{:08x}", rand::random::<u32>()),
+            })
+        } else {
+            None
+        };
+
         Ok(Config {
+            leader_election,
             vault_addr: vault_addr.trim_end_matches('/').to_string(),
             default_mount_point: get("DEFAULT_VAULT_MOUNT_POINT")
                 .unwrap_or_else(|| "kubernetes".into()),
@@ -249,6 +295,19 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_settings() {
+        assert_eq!(cfg(&[]).unwrap().leader_election, None);
+        let c = cfg(&[("LEADER_ELECT", "true"), ("POD_NAMESPACE", "ops"), ("POD_NAME", "ves-0")]).unwrap();
+        let le = c.leader_election.unwrap();
+        assert_eq!(le.namespace, "ops");
+        assert_eq!(le.lease_name, "vault-external-secrets");
+        assert_eq!(le.lease_duration_s, 15);
+        assert!(le.identity.starts_with("ves-0-"));
+        let e = cfg(&[("LEADER_ELECT", "true"), ("LEADER_ELECTION_LEASE_DURATION", "2")]).unwrap_err();
+        assert_eq!(e.var, "LEADER_ELECTION_LEASE_DURATION");
+    }
+
+    #[test]
     fn invalid_values_name_the_variable() {
         for (var, val) in [
             ("POLLER_INTERVAL_MILLISECONDS", "ten"),
@@ -260,6 +319,7 @@ mod tests {
             ("LOG_LEVEL", "loud"),
             ("WATCH_TIMEOUT", "5"),
             ("SYNC_CONCURRENCY", "0"),
+            ("LEADER_ELECT", "sometimes"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={val}");

@@ -41,6 +41,10 @@ pub enum Error {
 
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+
+    /// The replica lost the Lease during the sync; the new leader takes over.
+    #[error("this replica is no longer the leader")]
+    NotLeader,
 }
 
 impl Error {
@@ -56,6 +60,7 @@ impl Error {
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::SecretTypeImmutable { .. } => "SecretTypeImmutable",
             Error::Kube(_) => "KubernetesApiFailed",
+            Error::NotLeader => "NotLeader",
         }
     }
 
@@ -66,7 +71,7 @@ impl Error {
             Error::VaultAuth(e) | Error::VaultRead { source: e, .. } => {
                 e.is_retryable() || e.status() == Some(403)
             }
-            Error::Kube(_) => true,
+            Error::Kube(_) | Error::NotLeader => true,
             _ => false,
         }
     }

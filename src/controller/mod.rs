@@ -2,6 +2,7 @@
 //! status (only on change) → metrics and Events. Wiring (watches, namespaces, shutdown) is in
 //! `run`.
 
+mod leader;
 mod run;
 pub mod schedule;
 pub mod status;
@@ -9,6 +10,7 @@ pub mod status;
 pub use run::run;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +45,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     objects: Mutex<HashMap<String, ObjectState>>,
+    /// This replica may write (it holds the Lease, or leader election is off). Checked before
+    /// every write, so a replica that loses the Lease stops writing at once.
+    leading: AtomicBool,
 }
 
 /// What we remember of each ExternalSecret (by uid) between syncs. No secret values: the
@@ -79,7 +84,16 @@ impl Shared {
             metrics,
             recorder,
             objects: Mutex::new(HashMap::new()),
+            leading: AtomicBool::new(false),
         }
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectState>> {
@@ -141,12 +155,19 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     if !shared.handles(&es) || es.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if !shared.leading() {
+        // A follower keeps its watches warm; on election every object is reconciled.
+        return Ok(Action::await_change());
+    }
     let Some(uid) = es.uid() else {
         return Ok(Action::await_change());
     };
     let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
     let mut timer = shared.metrics.sync_timer();
     let result = sync(&es, &uid, &ctx).await;
+    if matches!(result, Err(Error::NotLeader)) {
+        return Ok(Action::await_change());
+    }
     let backend = es.backend().as_str();
     let outcome = match &result {
         Ok((written, _)) => {
@@ -269,6 +290,9 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
 
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
     let existing = api.get_opt(&desired.name).await?;
+    if !shared.leading() {
+        return Err(Error::NotLeader);
+    }
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -320,6 +344,9 @@ async fn write_status(es: &ExternalSecret, shared: &Shared, outcome: &Outcome) {
     ) else {
         return;
     };
+    if !shared.leading() {
+        return;
+    }
     let ns = es.namespace().unwrap_or_default();
     let api: Api<ExternalSecret> = Api::namespaced(shared.client.clone(), &ns);
     let patch = Patch::Merge(json!({ "status": status }));

@@ -25,6 +25,8 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::vault::{KvReader, TokenCache, VaultHttp};
 
+use super::leader;
+
 /// How long in-flight syncs may take to finish after SIGTERM before we stop waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -55,7 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     let shared = Arc::new(Shared::new(
-        client,
+        client.clone(),
         config.clone(),
         kv,
         metrics.clone(),
@@ -75,6 +77,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     });
 
+    // Leader election: `elected` turns true while this replica holds the Lease (always, when
+    // election is off).
+    let leader_gauge = metrics.register_gauge(
+        "vault_external_secrets_leader",
+        "1 while this replica is the leader (or leader election is off), else 0",
+    )?;
+    let (elected_tx, elected_rx) = watch::channel(false);
+    let lease = match &config.leader_election {
+        None => {
+            shared.set_leading(true);
+            leader_gauge.set(1);
+            let _ = elected_tx.send(true);
+            None
+        }
+        Some(le) => Some(leader::start(le, client, shared.clone(), leader_gauge, elected_tx, shutdown_rx.clone()).await?),
+    };
+
     let scopes: Vec<Option<String>> = if config.watched_namespaces.is_empty() {
         vec![None]
     } else {
@@ -93,7 +112,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut secret_stores = Vec::new();
     for scope in scopes {
         let (fut, es_store, secret_store) =
-            scope_controller(shared.clone(), scope, shutdown_rx.clone());
+            scope_controller(
+                shared.clone(),
+                scope,
+                shutdown_rx.clone(),
+                config.leader_election.is_some().then(|| elected_rx.clone()),
+            );
         loops.push(fut);
         es_stores.push(es_store);
         secret_stores.push(secret_store);
@@ -142,7 +166,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if !*shutdown_rx.borrow() {
         anyhow::bail!("controller loop ended without a shutdown request");
     }
+    shared.set_leading(false);
     let revoked = tokens.revoke_all().await;
+    // Release the Lease last, once nothing of ours writes any more: the next leader starts now
+    // instead of waiting for the Lease to expire.
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     tracing::info!(revoked_tokens = revoked, "stopped");
     Ok(())
 }
@@ -158,6 +188,7 @@ fn scope_controller(
     shared: Arc<Shared>,
     scope: Option<String>,
     shutdown: watch::Receiver<bool>,
+    elected: Option<watch::Receiver<bool>>,
 ) -> ScopeParts {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
@@ -210,8 +241,13 @@ fn scope_controller(
         secrets: secrets.clone(),
     });
     let mut shutdown = shutdown;
-    let controller = Controller::for_stream(es_stream, es_store.clone())
-        .with_config(controller::Config::default().concurrency(shared.config.sync_concurrency))
+    let mut controller = Controller::for_stream(es_stream, es_store.clone())
+        .with_config(controller::Config::default().concurrency(shared.config.sync_concurrency));
+    if let Some(elected) = elected {
+        // Followers ignore their triggers; on election, reconcile everything once.
+        controller = controller.reconcile_all_on(leader::on_election(elected));
+    }
+    let controller = controller
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
