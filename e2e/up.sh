@@ -87,7 +87,7 @@ k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io --ti
 # leader election on so the HA tests have their Lease permissions.
 k create namespace vault-external-secrets >/dev/null
 "$bin/helm" template vault-external-secrets "$root/helm/vault-external-secrets" \
-  --namespace vault-external-secrets --set leaderElection.enabled=true --set rbac.authDelegator=false \
+  --namespace vault-external-secrets --kube-version 1.35.4 --set leaderElection.enabled=true --set rbac.authDelegator=false \
   > "$E2E_DIR/chart-rendered.yaml"
 k apply -f "$E2E_DIR/chart-rendered.yaml" >/dev/null
 # Vault's token reviewer: a ServiceAccount bound to system:auth-delegator (seed walkthrough).

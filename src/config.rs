@@ -129,15 +129,20 @@ impl Config {
         let leader_election = if parse_bool(&get, "LEADER_ELECT")? {
             let lease_duration_s: u64 = parse_num(&get, "LEADER_ELECTION_LEASE_DURATION", 15)?;
             if lease_duration_s < 5 {
-                return Err(err("LEADER_ELECTION_LEASE_DURATION", "must be at least 5 (seconds)"));
+                return Err(err(
+                    "LEADER_ELECTION_LEASE_DURATION",
+                    "must be at least 5 (seconds)",
+                ));
             }
             let namespace = get("LEADER_ELECTION_NAMESPACE")
                 .or_else(|| get("POD_NAMESPACE"))
                 .or_else(|| {
-                    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                        .ok()
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
+                    std::fs::read_to_string(
+                        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                    )
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
                 })
                 .unwrap_or_else(|| "default".into());
             let base = get("POD_NAME")
@@ -297,13 +302,22 @@ mod tests {
     #[test]
     fn leader_election_settings() {
         assert_eq!(cfg(&[]).unwrap().leader_election, None);
-        let c = cfg(&[("LEADER_ELECT", "true"), ("POD_NAMESPACE", "ops"), ("POD_NAME", "ves-0")]).unwrap();
+        let c = cfg(&[
+            ("LEADER_ELECT", "true"),
+            ("POD_NAMESPACE", "ops"),
+            ("POD_NAME", "ves-0"),
+        ])
+        .unwrap();
         let le = c.leader_election.unwrap();
         assert_eq!(le.namespace, "ops");
         assert_eq!(le.lease_name, "vault-external-secrets");
         assert_eq!(le.lease_duration_s, 15);
         assert!(le.identity.starts_with("ves-0-"));
-        let e = cfg(&[("LEADER_ELECT", "true"), ("LEADER_ELECTION_LEASE_DURATION", "2")]).unwrap_err();
+        let e = cfg(&[
+            ("LEADER_ELECT", "true"),
+            ("LEADER_ELECTION_LEASE_DURATION", "2"),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "LEADER_ELECTION_LEASE_DURATION");
     }
 

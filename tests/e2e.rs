@@ -577,3 +577,99 @@ async fn graceful_shutdown_revokes_tokens_and_jwt_is_reread() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: make e2e"]
+async fn two_replicas_one_writer_then_failover() {
+    let w = World::get().await;
+    let ns = w.namespace("e2e-ha").await;
+    w.put_kv2("e2e-ha/v", json!({"v": "0"})).await;
+    let env = [
+        ("WATCHED_NAMESPACES", ns.as_str()),
+        ("LEADER_ELECT", "true"),
+        ("LEADER_ELECTION_NAMESPACE", "vault-external-secrets"),
+        ("LEADER_ELECTION_LEASE_NAME", "e2e-ha"),
+    ];
+    let leader = r"vault_external_secrets_leader";
+    let writes = |c: &Controller| {
+        let c = c.port;
+        async move {
+            let m = reqwest::get(format!("http://127.0.0.1:{c}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let get = |s: &str| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(s).and_then(|r| r.trim().parse::<f64>().ok()))
+                    .unwrap_or(0.0)
+            };
+            get(r#"vault_external_secrets_secret_writes_total{kind="create"}"#)
+                + get(r#"vault_external_secrets_secret_writes_total{kind="update"}"#)
+                + get("vault_external_secrets_status_writes_total")
+        }
+    };
+    let mut a = Controller::start(&w, "ha-a", &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.metric(leader).await != 1.0 {
+        assert!(Instant::now() < deadline, "replica A never became leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut b = Controller::start(&w, "ha-b", &env);
+    b.wait_ready().await;
+    assert_eq!(b.metric(leader).await, 0.0, "two leaders");
+
+    w.apply_es(&ns, "apiVersion: kubernetes-client.io/v1\nkind: ExternalSecret\nmetadata: {name: ha}\nspec: {vaultRole: k8s-role, data: [{name: v, key: kv/e2e-ha/v, property: v}]}\n")
+        .await;
+    w.wait_secret(&ns, "ha", SYNC_TIMEOUT, |s| {
+        value(s, "v").as_deref() == Some("0")
+    })
+    .await;
+    for i in 1..=3 {
+        let v = i.to_string();
+        w.put_kv2("e2e-ha/v", json!({ "v": v })).await;
+        w.wait_secret(&ns, "ha", SYNC_TIMEOUT, |s| {
+            value(s, "v").as_deref() == Some(v.as_str())
+        })
+        .await;
+    }
+    assert!(writes(&a).await >= 4.0, "the leader wrote");
+    assert_eq!(writes(&b).await, 0.0, "the follower wrote nothing");
+
+    // kill -9 the leader: the follower takes over once the Lease expires.
+    a.kill();
+    let killed = Instant::now();
+    w.put_kv2("e2e-ha/v", json!({"v": "after-failover"})).await;
+    w.wait_secret(&ns, "ha", Duration::from_secs(60), |s| {
+        value(s, "v").as_deref() == Some("after-failover")
+    })
+    .await;
+    let failover = killed.elapsed();
+    eprintln!("failover (kill -9 of the leader → first sync by the new one): {failover:?}");
+    assert!(
+        failover <= Duration::from_secs(25),
+        "failover took {failover:?}"
+    );
+    assert_eq!(b.metric(leader).await, 1.0);
+
+    // A graceful stop finishes in-flight work, revokes tokens and releases the Lease; a waiting
+    // replica takes over no later than the lease duration (kube-lease-manager followers wake at
+    // the expiry they last saw, so the release mostly matters when no replica is waiting).
+    let c = Controller::start(&w, "ha-c", &env);
+    c.wait_ready().await;
+    assert_eq!(b.terminate().code(), Some(0));
+    assert!(b.logs().contains("released the leader Lease"));
+    let stopped = Instant::now();
+    w.put_kv2("e2e-ha/v", json!({"v": "after-release"})).await;
+    w.wait_secret(&ns, "ha", Duration::from_secs(30), |s| {
+        value(s, "v").as_deref() == Some("after-release")
+    })
+    .await;
+    let handover = stopped.elapsed();
+    eprintln!("handover after a graceful stop: {handover:?}");
+    assert!(
+        handover <= Duration::from_secs(20),
+        "handover took {handover:?}"
+    );
+}

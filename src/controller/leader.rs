@@ -33,7 +33,10 @@ impl Lease {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), done).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .is_err()
+        {
             tracing::warn!("timed out releasing the leader Lease; it will expire");
         }
     }
@@ -57,7 +60,13 @@ pub async fn start(
         .with_field_manager(format!("{MANAGER}-{}", le.identity))
         .build()
         .await
-        .map_err(|e| anyhow::anyhow!("leader election Lease {}/{}: {e}", le.namespace, le.lease_name))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "leader election Lease {}/{}: {e}",
+                le.namespace,
+                le.lease_name
+            )
+        })?;
     tracing::info!(lease = %le.lease_name, namespace = %le.namespace, identity = %le.identity, "leader election: waiting for the Lease");
     let (mut channel, manager_task) = manager.watch().await;
     let (stop, mut stopped) = watch::channel(false);

@@ -91,7 +91,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = elected_tx.send(true);
             None
         }
-        Some(le) => Some(leader::start(le, client, shared.clone(), leader_gauge, elected_tx, shutdown_rx.clone()).await?),
+        Some(le) => Some(
+            leader::start(
+                le,
+                client,
+                shared.clone(),
+                leader_gauge,
+                elected_tx,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        ),
     };
 
     let scopes: Vec<Option<String>> = if config.watched_namespaces.is_empty() {
@@ -111,13 +121,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut es_stores = Vec::new();
     let mut secret_stores = Vec::new();
     for scope in scopes {
-        let (fut, es_store, secret_store) =
-            scope_controller(
-                shared.clone(),
-                scope,
-                shutdown_rx.clone(),
-                config.leader_election.is_some().then(|| elected_rx.clone()),
-            );
+        let (fut, es_store, secret_store) = scope_controller(
+            shared.clone(),
+            scope,
+            shutdown_rx.clone(),
+            config.leader_election.is_some().then(|| elected_rx.clone()),
+        );
         loops.push(fut);
         es_stores.push(es_store);
         secret_stores.push(secret_store);
