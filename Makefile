@@ -1,6 +1,6 @@
 # vault-external-secrets — the README's two commands are `make demo` and `make test`.
 SHELL := /bin/bash
-.PHONY: build lint unit e2e test demo up down crds
+.PHONY: build lint unit e2e test demo up down crds static dockerlint bench bench-check
 
 build:
 	cargo build --bins
@@ -17,7 +17,23 @@ unit:
 e2e: build
 	bash e2e/run.sh
 
-test: lint unit e2e
+# The Dockerfile's build stage command, and a static/size check of its result (no Docker engine here).
+static:
+	bash e2e/check-static.sh
+
+dockerlint:
+	hadolint Dockerfile
+
+# The scale benchmark (figures, not a test): make bench N=10000
+N ?= 1000
+bench:
+	N=$(N) bash e2e/bench.sh full
+
+# Its small run in CI: asserts the deterministic counts (logins, reads per cycle, zero writes).
+bench-check:
+	bash e2e/bench.sh check
+
+test: lint unit e2e bench-check dockerlint static
 
 demo:
 	bash e2e/demo.sh

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `make bench N=10000`: the scale benchmark on a fresh e2e world with the release build; prints
+# its figures and appends them to docs/benchmarks.md.
+# `make bench-check`: the small CI run (N=200, debug build) that asserts the counts only.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$root"
+mode=${1:-full}
+n=${N:-1000}
+trap 'bash "$root/e2e/down.sh" >/dev/null 2>&1 || true' EXIT
+target="${CARGO_TARGET_DIR:-$root/target}"
+if [ "$mode" = check ]; then
+  cargo build --bin vault-external-secrets --example bench
+  bash "$root/e2e/up.sh"
+  source "$E2E_DIR/env"
+  "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" \
+    --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
+else
+  cargo build --release --bin vault-external-secrets --example bench
+  bash "$root/e2e/up.sh"
+  source "$E2E_DIR/env"
+  mkdir -p docs
+  "$target/release/examples/bench" --controller "$target/release/vault-external-secrets" \
+    --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
+fi
