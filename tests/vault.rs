@@ -466,3 +466,34 @@ async fn rate_limited_reads_back_off() {
     assert_eq!(client.count("read", "success"), 2);
     assert!(bao.audit_requests("secret/y") >= 1);
 }
+
+#[tokio::test]
+async fn vault_namespace_is_sent_on_every_request() {
+    let bao = Bao::start().await;
+    bao.api("POST", "sys/namespaces/team1", json!({})).await;
+    bao.set_namespace(Some("team1"));
+    bao.api(
+        "POST",
+        "sys/mounts/kv",
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    bao.api(
+        "PUT",
+        "sys/policies/acl/readonly",
+        json!({"policy": "path \"kv/*\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
+    let signer = bao.enable_jwt_auth("app", "1h", "2h").await;
+    bao.put_kv2("app", json!({"where": "team1"})).await;
+    bao.set_namespace(None);
+
+    // Without VAULT_NAMESPACE the login goes to the root namespace, where no such auth exists.
+    let plain = Client::new(&bao, &[]);
+    signer.write(&plain.jwt_path, "sa");
+    assert!(plain.kv.read(&read_key("app", "kv/app", 2)).await.is_err());
+
+    let scoped = Client::new(&bao, &[("VAULT_NAMESPACE", "team1")]);
+    let data = scoped.kv.read(&read_key("app", "kv/app", 2)).await.unwrap();
+    assert_eq!(data.0["where"], "team1");
+}

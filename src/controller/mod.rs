@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
@@ -142,6 +143,17 @@ impl Shared {
 pub struct Context {
     pub shared: Arc<Shared>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl Context {
+    /// Whether the metadata watch of our Secrets has completed its initial list, so that a
+    /// Secret missing from it is really missing (or not ours).
+    fn secrets_listed(&self) -> bool {
+        self.secrets
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+    }
 }
 
 enum Written {
@@ -289,49 +301,65 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
     }
 
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
-    let existing = api.get_opt(&desired.name).await?;
-    if !shared.leading() {
+    // Our watch has no Secret of that name: create straight away (one request instead of a GET
+    // and a POST for every new object). A 409 means one exists that our label-selected watch
+    // does not show (someone else's, or not seen yet): read it and decide as usual.
+    let known_absent = current_rv.is_none() && ctx.secrets_listed();
+    let (written, rv) = if known_absent {
+        match write(&api, &desired, None, shared).await {
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                let existing = api.get_opt(&desired.name).await?;
+                write(&api, &desired, existing.as_ref(), shared).await?
+            }
+            other => other?,
+        }
+    } else {
+        let existing = api.get_opt(&desired.name).await?;
+        write(&api, &desired, existing.as_ref(), shared).await?
+    };
+    if let Some(rv) = rv {
+        shared.objects().entry(uid.to_string()).or_default().synced = Some((fingerprint, rv));
+    }
+    Ok((written, phase))
+}
+
+/// Creates, replaces or leaves the Secret, as `decide_write` says. Returns what happened and the
+/// Secret's resourceVersion afterwards.
+async fn write(
+    api: &Api<Secret>,
+    desired: &render::DesiredSecret,
+    existing: Option<&Secret>,
+    shared: &Shared,
+) -> Result<(Written, Option<String>), Error> {
+    let decision = render::decide_write(desired, existing)?;
+    if !matches!(decision, WriteDecision::Unchanged) && !shared.leading() {
         return Err(Error::NotLeader);
     }
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    let (written, rv) = match render::decide_write(&desired, existing.as_ref())? {
+    let (written, kind, rv) = match decision {
         WriteDecision::Create(secret) => {
             let s = api.create(&pp, &secret).await?;
-            shared
-                .metrics
-                .secret_writes
-                .with_label_values(&["create"])
-                .inc();
-            (Written::Created, s.resource_version())
+            (Written::Created, "create", s.resource_version())
         }
         WriteDecision::Update(secret) => {
             let s = api.replace(&desired.name, &pp, &secret).await?;
-            shared
-                .metrics
-                .secret_writes
-                .with_label_values(&["update"])
-                .inc();
-            (Written::Updated, s.resource_version())
+            (Written::Updated, "update", s.resource_version())
         }
-        WriteDecision::Unchanged => {
-            shared
-                .metrics
-                .secret_writes
-                .with_label_values(&["skipped"])
-                .inc();
-            (
-                Written::Unchanged,
-                existing.as_ref().and_then(|s| s.resource_version()),
-            )
-        }
+        WriteDecision::Unchanged => (
+            Written::Unchanged,
+            "skipped",
+            existing.and_then(|s| s.resource_version()),
+        ),
     };
-    if let Some(rv) = rv {
-        shared.objects().entry(uid.to_string()).or_default().synced = Some((fingerprint, rv));
-    }
-    Ok((written, phase))
+    shared
+        .metrics
+        .secret_writes
+        .with_label_values(&[kind])
+        .inc();
+    Ok((written, rv))
 }
 
 async fn write_status(es: &ExternalSecret, shared: &Shared, outcome: &Outcome) {

@@ -284,9 +284,10 @@ where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    tokio::time::timeout(Duration::from_millis(1), store.wait_until_ready())
-        .await
-        .is_ok_and(|r| r.is_ok())
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
 }
 
 /// Drops state and metric series of ExternalSecrets that are gone.

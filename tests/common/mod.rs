@@ -43,6 +43,8 @@ pub struct Bao {
     pub dir: tempfile::TempDir,
     pub audit_log: PathBuf,
     http: reqwest::Client,
+    /// OpenBao namespace that setup calls go to (`X-Vault-Namespace`), when set.
+    namespace: std::sync::Mutex<Option<String>>,
 }
 
 impl Drop for Bao {
@@ -87,6 +89,7 @@ impl Bao {
             dir,
             audit_log,
             http: reqwest::Client::new(),
+            namespace: std::sync::Mutex::new(None),
         };
         for _ in 0..200 {
             if let Ok(r) = bao
@@ -116,6 +119,11 @@ impl Bao {
         bao
     }
 
+    /// Sends later setup calls to an OpenBao namespace (None: the root namespace).
+    pub fn set_namespace(&self, ns: Option<&str>) {
+        *self.namespace.lock().unwrap() = ns.map(String::from);
+    }
+
     /// A root-token API call; panics on failure (setup must work).
     pub async fn api(&self, method: &str, path: &str, body: Value) -> Value {
         self.try_api(method, path, body)
@@ -129,6 +137,9 @@ impl Bao {
             .http
             .request(m, format!("{}/v1/{path}", self.addr))
             .header("X-Vault-Token", ROOT_TOKEN);
+        if let Some(ns) = self.namespace.lock().unwrap().clone() {
+            req = req.header("X-Vault-Namespace", ns);
+        }
         if !body.is_null() {
             req = req.json(&body);
         }
