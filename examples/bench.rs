@@ -84,7 +84,7 @@ fn layout(i: usize, paths: usize) -> (usize, &'static str, usize) {
 
 fn vault_key(path: usize) -> String {
     // Even paths on the KV v1 mount, odd ones on KV v2 (natural key form).
-    if path % 2 == 0 {
+    if path.is_multiple_of(2) {
         format!("secret/bench/p{path}")
     } else {
         format!("kv/bench/p{path}")
@@ -117,7 +117,7 @@ impl Bao {
 
     async fn put(&self, path: usize, value: &str) -> Result<()> {
         let fields = json!({"a": value, "b": format!("b-{path}"), "c": format!("c-{path}")});
-        if path % 2 == 0 {
+        if path.is_multiple_of(2) {
             self.call(
                 reqwest::Method::PUT,
                 &format!("secret/bench/p{path}"),
@@ -435,7 +435,7 @@ async fn run(
                     "apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
                     "metadata": {"name": format!("es-{i}")},
                     "spec": {"backendType": "vault", "vaultRole": role,
-                             "kvVersion": if path % 2 == 0 { 1 } else { 2 }, "data": data}
+                             "kvVersion": if path.is_multiple_of(2) { 1 } else { 2 }, "data": data}
                 }))?;
                 api.create(&PostParams::default(), &es).await?;
                 anyhow::Ok(())

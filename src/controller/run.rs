@@ -233,7 +233,13 @@ fn scope_controller(
         let scope_name = scope_name.clone();
         watcher(es_api, wc)
             .default_backoff()
-            .modify(|es| es.managed_fields_mut().clear())
+            // Neither is read, and kubectl's last-applied copy of the spec doubles an object's
+            // size in memory.
+            .modify(|es| {
+                es.managed_fields_mut().clear();
+                es.annotations_mut()
+                    .remove("kubectl.kubernetes.io/last-applied-configuration");
+            })
             .reflect(es_writer)
             .applied_objects()
             // Status-only changes (our own patches) do not trigger a sync; spec changes do.
