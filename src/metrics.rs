@@ -20,6 +20,8 @@ pub struct Metrics {
     pub status_writes: IntCounter,
     pub ready: IntGaugeVec,
     pub sync_failures: IntCounterVec,
+    pub syncs_in_flight: IntGauge,
+    pub queue_depth: IntGauge,
 }
 
 impl Metrics {
@@ -81,6 +83,16 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let syncs_in_flight = IntGauge::new(
+            "vault_external_secrets_syncs_in_flight",
+            "Syncs running now (bounded by SYNC_CONCURRENCY)",
+        )?;
+        let queue_depth = IntGauge::new(
+            "vault_external_secrets_queue_depth",
+            "ExternalSecrets whose poll or retry is due but has not started yet",
+        )?;
+        registry.register(Box::new(syncs_in_flight.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(sync_calls.clone()))?;
         registry.register(Box::new(last_sync_state.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
@@ -99,6 +111,8 @@ impl Metrics {
             status_writes,
             ready,
             sync_failures,
+            syncs_in_flight,
+            queue_depth,
         })
     }
 

@@ -97,6 +97,13 @@ async fn seed_walkthrough_verbatim() {
         .await,
         1.0
     );
+    assert_eq!(ctl.metric("vault_external_secrets_leader").await, 1.0);
+    for gauge in [
+        "vault_external_secrets_queue_depth",
+        "vault_external_secrets_syncs_in_flight",
+    ] {
+        assert!(m.contains(gauge), "{gauge} missing");
+    }
 
     // Deleting the ExternalSecret garbage-collects the Secret (kube-controller-manager).
     kubectl(&["delete", "-f", fixture]);

@@ -60,6 +60,8 @@ struct ObjectState {
     /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
     synced: Option<([u8; 32], String)>,
     failures: u32,
+    /// When the next poll or retry is due; `None` while a sync runs or nothing is scheduled.
+    due: Option<Instant>,
     reason: &'static str,
     /// Last warning Event (message, when), to publish a repeat at most every heartbeat.
     last_warning: Option<(String, Instant)>,
@@ -124,6 +126,15 @@ impl Shared {
         });
     }
 
+    /// Objects whose poll or retry is due but has not started (waiting for a sync slot).
+    pub fn queue_depth(&self) -> usize {
+        let now = Instant::now();
+        self.objects()
+            .values()
+            .filter(|st| st.due.is_some_and(|d| d <= now))
+            .count()
+    }
+
     fn set_reason(&self, uid: &str, es: &ExternalSecret, reason: &'static str) {
         let mut objects = self.objects();
         let st = objects.entry(uid.to_string()).or_default();
@@ -156,6 +167,22 @@ impl Context {
     }
 }
 
+/// Counts a sync in flight for as long as it lives.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 enum Written {
     Created,
     Updated,
@@ -175,6 +202,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     };
     let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
+    if let Some(st) = shared.objects().get_mut(&uid) {
+        st.due = None;
+    }
+    let _in_flight = InFlight::new(&shared.metrics.syncs_in_flight);
     let mut timer = shared.metrics.sync_timer();
     let result = sync(&es, &uid, &ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
@@ -223,7 +254,9 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
 
     match result {
         Ok((_, phase)) => {
-            shared.objects().entry(uid).or_default().failures = 0;
+            let mut objects = shared.objects();
+            let st = objects.entry(uid).or_default();
+            st.failures = 0;
             if shared.config.disable_polling {
                 return Ok(Action::await_change());
             }
@@ -231,32 +264,31 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or_default();
-            Ok(Action::requeue(schedule::next_poll(
-                phase,
-                shared.config.poll_interval,
-                now_ms,
-            )))
+            let next = schedule::next_poll(phase, shared.config.poll_interval, now_ms);
+            st.due = Some(Instant::now() + next);
+            Ok(Action::requeue(next))
         }
         Err(e) => Err(e),
     }
 }
 
 pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
-    let failures = match es.uid() {
-        Some(uid) => {
-            let mut objects = ctx.shared.objects();
-            let st = objects.entry(uid).or_default();
-            st.failures = st.failures.saturating_add(1);
-            st.failures
-        }
-        None => 1,
-    };
-    Action::requeue(schedule::failure_backoff(
+    let mut objects = ctx.shared.objects();
+    let mut st = es.uid().map(|uid| objects.entry(uid).or_default());
+    let failures = st.as_mut().map_or(1, |st| {
+        st.failures = st.failures.saturating_add(1);
+        st.failures
+    });
+    let backoff = schedule::failure_backoff(
         failures,
         err.is_transient(),
         ctx.shared.config.poll_interval,
         rand::random::<f64>(),
-    ))
+    );
+    if let Some(st) = st {
+        st.due = Some(Instant::now() + backoff);
+    }
+    Action::requeue(backoff)
 }
 
 /// Reads, renders and writes. Returns what was written and the object's poll phase.

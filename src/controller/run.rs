@@ -159,6 +159,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(prune_loop(shared.clone(), es_stores, config.poll_interval));
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let depth = shared.queue_depth();
+                shared.metrics.queue_depth.set(depth as i64);
+            }
+        });
+    }
 
     health.alive.store(true, Ordering::Relaxed);
     let mut shutdown = shutdown_rx.clone();
