@@ -30,6 +30,6 @@ wait_for() {
 # start NAME COMMAND...: runs COMMAND detached, logs to $E2E_DIR/logs/NAME.log, records its pid.
 start() {
   local name=$1; shift
-  setsid "$@" >"$E2E_DIR/logs/$name.log" 2>&1 < /dev/null &
+  setsid "$@" >>"$E2E_DIR/logs/$name.log" 2>&1 < /dev/null &
   echo "$! $name" >> "$E2E_DIR/pids"
 }

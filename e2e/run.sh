@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make e2e`: brings the world up, runs the e2e suite against it, always tears it down.
+# The disruptive tests (apiserver restart, sealed OpenBao) run last and one at a time.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$root"
@@ -7,3 +8,4 @@ trap 'bash "$root/e2e/down.sh" >/dev/null 2>&1 || true' EXIT
 bash "$root/e2e/up.sh"
 source "$E2E_DIR/env"
 cargo test --test e2e --test e2e_chart -- --ignored --test-threads="${E2E_THREADS:-3}" "$@"
+cargo test --test e2e_disruptive -- --ignored --test-threads=1 "$@"

@@ -51,18 +51,22 @@ rules:
     verbs: [create, update, patch, delete]
   - level: None
 POLICY
-start kube-apiserver "$bin/kube-apiserver" \
-  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-  --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-  --client-ca-file="$pki/ca.crt" \
-  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-  --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-  --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
-  --audit-policy-file="$E2E_DIR/audit-policy.yaml" --audit-log-path="$E2E_DIR/logs/apiserver-audit.log" \
-  --audit-log-maxsize=1024 \
-  --max-requests-inflight=800 --max-mutating-requests-inflight=400
+apiserver=("$bin/kube-apiserver"
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT"
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT"
+  --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key"
+  --client-ca-file="$pki/ca.crt"
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local
+  --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key"
+  --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24
+  --audit-policy-file="$E2E_DIR/audit-policy.yaml" --audit-log-path="$E2E_DIR/logs/apiserver-audit.log"
+  --audit-log-maxsize=1024
+  --max-requests-inflight=800 --max-mutating-requests-inflight=400)
+# Kept for e2e/restart-apiserver.sh (the watch-recovery test restarts the apiserver).
+printf '%q ' "${apiserver[@]}" > "$E2E_DIR/kube-apiserver.cmd"
+start kube-apiserver "${apiserver[@]}"
 curl_api() { curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "https://127.0.0.1:$API_PORT$1"; }
+echo "$API_PORT" > "$E2E_DIR/apiserver.port"
 wait_for 120 kube-apiserver curl_api /readyz
 
 export KUBECONFIG=$E2E_DIR/admin.kubeconfig
