@@ -472,18 +472,7 @@ async fn vault_namespace_is_sent_on_every_request() {
     let bao = Bao::start().await;
     bao.api("POST", "sys/namespaces/team1", json!({})).await;
     bao.set_namespace(Some("team1"));
-    bao.api(
-        "POST",
-        "sys/mounts/kv",
-        json!({"type": "kv", "options": {"version": "2"}}),
-    )
-    .await;
-    bao.api(
-        "PUT",
-        "sys/policies/acl/readonly",
-        json!({"policy": "path \"kv/*\" { capabilities = [\"read\"] }"}),
-    )
-    .await;
+    bao.mount_kv2_and_policy().await;
     let signer = bao.enable_jwt_auth("app", "1h", "2h").await;
     bao.put_kv2("app", json!({"where": "team1"})).await;
     bao.set_namespace(None);

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -44,7 +44,9 @@ pub struct Shared {
     pub defaults: Defaults,
     pub kv: KvReader,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    /// Warnings go through one Recorder, whose cache turns a repeated warning into a series.
+    warnings: Recorder,
+    reporter: Reporter,
     objects: Mutex<HashMap<String, ObjectState>>,
     /// This replica may write (it holds the Lease, or leader election is off). Checked before
     /// every write, so a replica that loses the Lease stops writing at once.
@@ -73,19 +75,20 @@ impl Shared {
         config: Config,
         kv: KvReader,
         metrics: Arc<Metrics>,
-        recorder: Recorder,
+        reporter: Reporter,
     ) -> Self {
         let defaults = Defaults {
             mount_point: config.default_mount_point.clone(),
             role: config.default_role.clone(),
         };
         Shared {
+            warnings: Recorder::new(client.clone(), reporter.clone()),
             client,
             config,
             defaults,
             kv,
             metrics,
-            recorder,
+            reporter,
             objects: Mutex::new(HashMap::new()),
             leading: AtomicBool::new(false),
         }
@@ -470,7 +473,16 @@ async fn publish_event(
         action: "Sync".into(),
         secondary: None,
     };
-    if let Err(e) = shared.recorder.publish(&ev, &es.object_ref(&())).await {
+    // Created/Updated are one-offs: a throwaway Recorder keeps them out of the shared cache,
+    // which would otherwise hold one Event per object for minutes (10,000 after a first sync).
+    let published = if type_ == EventType::Warning {
+        shared.warnings.publish(&ev, &es.object_ref(&())).await
+    } else {
+        Recorder::new(shared.client.clone(), shared.reporter.clone())
+            .publish(&ev, &es.object_ref(&()))
+            .await
+    };
+    if let Err(e) = published {
         tracing::warn!(name = %es.name_any(), error = %e, "could not publish Event");
     }
 }

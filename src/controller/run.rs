@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{controller, predicates, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -49,19 +49,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.token_renew_threshold,
     ));
     let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let shared = Arc::new(Shared::new(
         client.clone(),
         config.clone(),
         kv,
         metrics.clone(),
-        recorder,
+        reporter,
     ));
 
     let health = Arc::new(Health::default());

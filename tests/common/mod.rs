@@ -104,19 +104,24 @@ impl Bao {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bao.api(
+        bao.mount_kv2_and_policy().await;
+        bao
+    }
+
+    /// KV v2 at `kv/` and a `readonly` policy over `secret/` and `kv/`, in the current namespace.
+    pub async fn mount_kv2_and_policy(&self) {
+        self.api(
             "POST",
             "sys/mounts/kv",
             json!({"type": "kv", "options": {"version": "2"}}),
         )
         .await;
-        bao.api(
+        self.api(
             "PUT",
             "sys/policies/acl/readonly",
             json!({"policy": "path \"secret/*\" { capabilities = [\"read\", \"list\"] }\npath \"kv/*\" { capabilities = [\"read\", \"list\"] }\n"}),
         )
         .await;
-        bao
     }
 
     /// Sends later setup calls to an OpenBao namespace (None: the root namespace).
