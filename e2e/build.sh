@@ -9,6 +9,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${VES_CACHE:-$HOME/.cache/vault-external-secrets}
 key=$(cat "$here/testenv/go.mod" "$here/testenv/go.sum" "$here/testenv/cmd/etcd/main.go" | sha256sum | cut -c1-16)
 out="$cache/k8s-$key"
+
+# A line every 30 s while a cold build runs, so a first `make demo` does not look stuck.
+ticker=""
+tick_start() {
+  local t0
+  t0=$(date +%s)
+  # stdout closed: callers capture ours with $(...) and must not wait for this loop.
+  ( while sleep 30; do echo ">>   still building ($(( $(date +%s) - t0 ))s)" >&2; done ) >/dev/null &
+  ticker=$!
+}
+tick_stop() {
+  if [ -n "$ticker" ]; then kill "$ticker" 2>/dev/null || true; fi
+  ticker=""
+}
+trap tick_stop EXIT
 bins=(etcd kube-apiserver kube-controller-manager kubectl)
 ok=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || ok=0; done
@@ -18,7 +33,9 @@ helm_out="$cache/helm-$helm_key"
 if [ ! -x "$helm_out/helm" ]; then
   echo ">> building helm ($(grep -m1 'helm.sh/helm/v3 v' "$here/helm/go.mod" | awk '{print $NF}')) into $helm_out" >&2
   rm -rf "$helm_out.tmp" && mkdir -p "$helm_out.tmp"
+  tick_start
   (cd "$here/helm" && go build -trimpath -o "$helm_out.tmp/" helm.sh/helm/v3/cmd/helm) >&2
+  tick_stop
   rm -rf "$helm_out" && mv "$helm_out.tmp" "$helm_out"
 fi
 
@@ -32,6 +49,7 @@ echo ">> (cold: about 5 minutes on 2 cores with modules downloaded; once per go.
 start=$(date +%s)
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
+tick_start
 (
   cd "$here/testenv"
   go build -trimpath -o "$out.tmp/" ./cmd/etcd \
@@ -39,6 +57,7 @@ mkdir -p "$out.tmp"
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kubectl
 ) >&2
+tick_stop
 rm -rf "$out"
 mv "$out.tmp" "$out"
 ln -sf "$helm_out/helm" "$out/helm"
