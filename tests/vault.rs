@@ -443,7 +443,11 @@ async fn sealed_vault_is_retried_then_reported_and_recovers() {
 
 #[tokio::test]
 async fn rate_limited_reads_back_off() {
-    let (bao, _s, client) = setup().await;
+    let (bao, signer, _) = setup().await;
+    // Enough retries (50 ms doubling, capped at 10 s) to outlast the quota's 1 s window even
+    // with unlucky jitter; the default budget is the production one.
+    let client = Client::new(&bao, &[("VAULT_MAX_RETRIES", "8")]);
+    signer.write(&client.jwt_path, "sa");
     bao.put_kv1("x", json!({"a": "1"})).await;
     bao.put_kv1("y", json!({"a": "2"})).await;
     bao.api(
