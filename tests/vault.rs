@@ -53,6 +53,16 @@ impl Client {
         }
     }
 
+    /// Reads `key` (KV version `kv`) as `role` through the coalescing reader.
+    async fn read(
+        &self,
+        role: &str,
+        key: &str,
+        kv: u8,
+    ) -> Result<Arc<vault_external_secrets::vault::SecretData>, Arc<VaultError>> {
+        self.kv.read(&read_key(role, key, kv)).await
+    }
+
     fn count(&self, op: &str, outcome: &str) -> u64 {
         self.metrics
             .vault_requests
@@ -229,8 +239,7 @@ async fn bad_role_is_an_auth_error_naming_the_role() {
     let (bao, _s, client) = setup().await;
     bao.put_kv1("x", json!({"a": "1"})).await;
     let e = client
-        .kv
-        .read(&read_key("no-such-role", "secret/x", 1))
+        .read("no-such-role", "secret/x", 1)
         .await
         .unwrap_err();
     let err = vault_external_secrets::Error::from_vault("secret/x", e);
@@ -280,21 +289,13 @@ async fn concurrent_reads_share_one_login_and_coalesce() {
 async fn forbidden_read_logs_in_again_once() {
     let (bao, _s, client) = setup().await;
     bao.put_kv1("x", json!({"a": "1"})).await;
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
     let accessors = client.tokens.accessors().await;
     assert_eq!(accessors.len(), 1);
     bao.revoke_accessor(&accessors[0]).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // past the read cache TTL
 
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
     assert_eq!(bao.audit_requests("auth/kubernetes/login"), 2);
     assert_eq!(client.count("read", "forbidden"), 1);
     assert_eq!(client.count("read", "success"), 2);
@@ -309,27 +310,15 @@ async fn short_ttl_token_is_renewed_not_replaced() {
     let client = Client::new(&bao, &[("VAULT_TOKEN_RENEW_THRESHOLD", "30")]);
     signer.write(&client.jwt_path, "sa");
     bao.put_kv1("x", json!({"a": "1"})).await;
-    client
-        .kv
-        .read(&read_key("short", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("short", "secret/x", 1).await.unwrap();
     // The threshold (30 s) is capped at half the lease (2 s): renew after 2 s, not at once.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    client
-        .kv
-        .read(&read_key("short", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("short", "secret/x", 1).await.unwrap();
     assert_eq!(bao.audit_requests("auth/token/renew-self"), 1);
     assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
     // The renewed token still reads after the original 4 s lease would have expired.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    client
-        .kv
-        .read(&read_key("short", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("short", "secret/x", 1).await.unwrap();
     assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
     assert_eq!(client.count("read", "forbidden"), 0);
 }
@@ -357,26 +346,14 @@ async fn jwt_is_reread_at_each_login() {
     let (bao, signer, client) = setup().await;
     bao.put_kv1("x", json!({"a": "1"})).await;
     std::fs::write(&client.jwt_path, "not-a-jwt").unwrap();
-    let e = client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap_err();
+    let e = client.read("app", "secret/x", 1).await.unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
     // Rotated file: the next login reads the new token.
     signer.write(&client.jwt_path, "rotated");
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
     std::fs::remove_file(&client.jwt_path).unwrap();
     client.tokens.revoke_all().await;
-    let e = client
-        .kv
-        .read(&read_key("app", "secret/y", 1))
-        .await
-        .unwrap_err();
+    let e = client.read("app", "secret/y", 1).await.unwrap_err();
     assert!(matches!(e.as_ref(), VaultError::Jwt { .. }), "{e}");
 }
 
@@ -388,8 +365,8 @@ async fn revoke_all_kills_every_token() {
     let client = Client::new(&bao, &[]);
     signer.write(&client.jwt_path, "sa");
     bao.put_kv1("x", json!({"a": "1"})).await;
-    client.kv.read(&read_key("a", "secret/x", 1)).await.unwrap();
-    client.kv.read(&read_key("b", "secret/x", 1)).await.unwrap();
+    client.read("a", "secret/x", 1).await.unwrap();
+    client.read("b", "secret/x", 1).await.unwrap();
     let accessors = client.tokens.accessors().await;
     assert_eq!(accessors.len(), 2);
     for a in &accessors {
@@ -406,11 +383,7 @@ async fn revoke_all_kills_every_token() {
 async fn sealed_vault_is_retried_then_reported_and_recovers() {
     let (bao, _s, client) = setup().await;
     bao.put_kv1("x", json!({"a": "1"})).await;
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
     let out = bao.cli(&["operator", "seal"]);
     assert!(
         out.status.success(),
@@ -418,11 +391,7 @@ async fn sealed_vault_is_retried_then_reported_and_recovers() {
         String::from_utf8_lossy(&out.stderr)
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let e = client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap_err();
+    let e = client.read("app", "secret/x", 1).await.unwrap_err();
     assert_eq!(e.status(), Some(503), "{e}");
     assert!(e.to_string().contains("sealed"), "{e}");
     assert!(e.is_retryable());
@@ -434,11 +403,7 @@ async fn sealed_vault_is_retried_then_reported_and_recovers() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
 }
 
 #[tokio::test]
@@ -457,16 +422,8 @@ async fn rate_limited_reads_back_off() {
     )
     .await;
     // Two reads in a row: the second hits the quota (429) and succeeds after backing off.
-    client
-        .kv
-        .read(&read_key("app", "secret/x", 1))
-        .await
-        .unwrap();
-    client
-        .kv
-        .read(&read_key("app", "secret/y", 1))
-        .await
-        .unwrap();
+    client.read("app", "secret/x", 1).await.unwrap();
+    client.read("app", "secret/y", 1).await.unwrap();
     assert_eq!(client.count("read", "success"), 2);
     assert!(bao.audit_requests("secret/y") >= 1);
 }
@@ -484,9 +441,9 @@ async fn vault_namespace_is_sent_on_every_request() {
     // Without VAULT_NAMESPACE the login goes to the root namespace, where no such auth exists.
     let plain = Client::new(&bao, &[]);
     signer.write(&plain.jwt_path, "sa");
-    assert!(plain.kv.read(&read_key("app", "kv/app", 2)).await.is_err());
+    assert!(plain.read("app", "kv/app", 2).await.is_err());
 
     let scoped = Client::new(&bao, &[("VAULT_NAMESPACE", "team1")]);
-    let data = scoped.kv.read(&read_key("app", "kv/app", 2)).await.unwrap();
+    let data = scoped.read("app", "kv/app", 2).await.unwrap();
     assert_eq!(data.0["where"], "team1");
 }
