@@ -21,7 +21,7 @@ pub struct Metrics {
     pub ready: IntGaugeVec,
     pub sync_failures: IntCounterVec,
     pub syncs_in_flight: IntGauge,
-    pub queue_depth: IntGauge,
+    pub queue_depth: IntGaugeVec,
 }
 
 impl Metrics {
@@ -87,9 +87,12 @@ impl Metrics {
             "vault_external_secrets_syncs_in_flight",
             "Syncs running now (bounded by SYNC_CONCURRENCY)",
         )?;
-        let queue_depth = IntGauge::new(
-            "vault_external_secrets_queue_depth",
-            "ExternalSecrets whose poll or retry is due but has not started yet",
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "vault_external_secrets_queue_depth",
+                "Syncs waiting for a slot, by lane (urgent: new or changed objects; periodic: polls and retries)",
+            ),
+            &["lane"],
         )?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;

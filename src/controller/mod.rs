@@ -2,12 +2,13 @@
 //! status (only on change) → metrics and Events. Wiring (watches, namespaces, shutdown) is in
 //! `run`.
 
+mod gate;
 mod leader;
 mod run;
 pub mod schedule;
 pub mod status;
 
-pub use run::run;
+pub use run::{kube_client, run};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::render::{self, Defaults, WriteDecision};
 use crate::vault::KvReader;
+use gate::{Gate, Lane};
 use status::Outcome;
 
 /// Field manager and Event reporter name.
@@ -48,6 +50,8 @@ pub struct Shared {
     warnings: Recorder,
     reporter: Reporter,
     objects: Mutex<HashMap<String, ObjectState>>,
+    /// Sync slots (`SYNC_CONCURRENCY`), new and changed objects first.
+    gate: Gate,
     /// This replica may write (it holds the Lease, or leader election is off). Checked before
     /// every write, so a replica that loses the Lease stops writing at once.
     leading: AtomicBool,
@@ -62,8 +66,8 @@ struct ObjectState {
     /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
     synced: Option<([u8; 32], String)>,
     failures: u32,
-    /// When the next poll or retry is due; `None` while a sync runs or nothing is scheduled.
-    due: Option<Instant>,
+    /// `metadata.generation` at the last sync attempt: a different one means the spec changed.
+    generation: Option<i64>,
     reason: &'static str,
     /// Last warning Event (message, when), to publish a repeat at most every heartbeat.
     last_warning: Option<(String, Instant)>,
@@ -82,6 +86,7 @@ impl Shared {
             role: config.default_role.clone(),
         };
         Shared {
+            gate: Gate::new(usize::from(config.sync_concurrency)),
             warnings: Recorder::new(client.clone(), reporter.clone()),
             client,
             config,
@@ -129,13 +134,26 @@ impl Shared {
         });
     }
 
-    /// Objects whose poll or retry is due but has not started (waiting for a sync slot).
-    pub fn queue_depth(&self) -> usize {
-        let now = Instant::now();
-        self.objects()
-            .values()
-            .filter(|st| st.due.is_some_and(|d| d <= now))
-            .count()
+    /// Publishes how many syncs wait for a slot, per lane.
+    pub fn report_queue_depth(&self) {
+        for lane in Lane::ALL {
+            let depth = i64::try_from(self.gate.waiting(lane)).unwrap_or(i64::MAX);
+            self.metrics
+                .queue_depth
+                .with_label_values(&[lane.as_str()])
+                .set(depth);
+        }
+    }
+
+    /// Urgent: never attempted by this process (new, or new leader) or its spec changed since
+    /// the last attempt. Everything else is a poll or a retry.
+    fn lane(&self, uid: &str, es: &ExternalSecret) -> Lane {
+        match self.objects().get(uid) {
+            Some(st) if st.generation.is_some() && st.generation == es.meta().generation => {
+                Lane::Periodic
+            }
+            _ => Lane::Urgent,
+        }
     }
 
     fn set_reason(&self, uid: &str, es: &ExternalSecret, reason: &'static str) {
@@ -204,13 +222,25 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let Some(uid) = es.uid() else {
         return Ok(Action::await_change());
     };
+    let lane = shared.lane(&uid, &es);
+    let _slot = shared.gate.acquire(lane).await;
+    shared.objects().entry(uid.clone()).or_default().generation = es.meta().generation;
+    // Boxed: while waiting above, a reconcile future stays small (all due objects wait at the
+    // gate at once after a burst, not in kube-runtime's queue).
+    Box::pin(sync_and_report(es, uid, &ctx)).await
+}
+
+/// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
+async fn sync_and_report(
+    es: Arc<ExternalSecret>,
+    uid: String,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let shared = &ctx.shared;
     let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
-    if let Some(st) = shared.objects().get_mut(&uid) {
-        st.due = None;
-    }
     let _in_flight = InFlight::new(&shared.metrics.syncs_in_flight);
     let mut timer = shared.metrics.sync_timer();
-    let result = sync(&es, &uid, &ctx).await;
+    let result = sync(&es, &uid, ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
         return Ok(Action::await_change());
     }
@@ -268,7 +298,6 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or_default();
             let next = schedule::next_poll(phase, shared.config.poll_interval, now_ms);
-            st.due = Some(Instant::now() + next);
             Ok(Action::requeue(next))
         }
         Err(e) => Err(e),
@@ -277,8 +306,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
 
 pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
     let mut objects = ctx.shared.objects();
-    let mut st = es.uid().map(|uid| objects.entry(uid).or_default());
-    let failures = st.as_mut().map_or(1, |st| {
+    let failures = es.uid().map_or(1, |uid| {
+        let st = objects.entry(uid).or_default();
         st.failures = st.failures.saturating_add(1);
         st.failures
     });
@@ -288,9 +317,6 @@ pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> 
         ctx.shared.config.poll_interval,
         rand::random::<f64>(),
     );
-    if let Some(st) = st {
-        st.due = Some(Instant::now() + backoff);
-    }
     Action::requeue(backoff)
 }
 

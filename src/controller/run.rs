@@ -37,11 +37,19 @@ pub fn read_cache_ttl(poll_interval: Duration) -> Duration {
     (poll_interval / 2).min(Duration::from_secs(2))
 }
 
+/// The Kubernetes client: in-cluster service account, else KUBECONFIG. kube's default stack
+/// retries 429, 503 and 504 with exponential backoff and waits at least the server's
+/// Retry-After (its API Priority and Fairness answer to overload); tests/apiserver_retry.rs
+/// holds that in place.
+pub async fn kube_client() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster service account, else KUBECONFIG)")
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
-    let client = Client::try_default()
-        .await
-        .context("connecting to Kubernetes (in-cluster service account, else KUBECONFIG)")?;
+    let client = kube_client().await?;
     let http = VaultHttp::new(&config, metrics.clone())?;
     let tokens = Arc::new(TokenCache::new(
         http,
@@ -162,8 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let depth = shared.queue_depth();
-                shared.metrics.queue_depth.set(depth as i64);
+                shared.report_queue_depth();
             }
         });
     }
@@ -264,8 +271,10 @@ fn scope_controller(
         secrets: secrets.clone(),
     });
     let mut shutdown = shutdown;
+    // Unbounded here: due objects go straight to `Shared::gate`, which holds the
+    // SYNC_CONCURRENCY slots and lets new and changed objects overtake periodic refreshes.
     let mut controller = Controller::for_stream(es_stream, es_store.clone())
-        .with_config(controller::Config::default().concurrency(shared.config.sync_concurrency));
+        .with_config(controller::Config::default().concurrency(0));
     if let Some(elected) = elected {
         // Followers ignore their triggers; on election, reconcile everything once.
         controller = controller.reconcile_all_on(leader::on_election(elected));

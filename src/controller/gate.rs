@@ -1,0 +1,166 @@
+//! Sync slots with two lanes: new and changed objects ahead of periodic refreshes.
+//!
+//! kube-runtime's scheduler hands out due objects in deadline order, so under a backlog (Vault
+//! slow, a burst of polls) a newly applied ExternalSecret would wait behind every overdue refresh
+//! (ESO #5045). The controller therefore starts reconciles without its own limit and they queue
+//! here instead, where the urgent lane goes first.
+//!
+//! Built from two fair (FIFO) tokio semaphores: `slots` holds the sync slots; periodic refreshes
+//! must first pass a one-permit `turnstile`, so at most one of them waits in `slots` at any time
+//! and an urgent sync queues behind that one at most — never behind the whole backlog.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Why an object is synced now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// New to this process, spec changed, or its Secret changed: someone is waiting for it.
+    Urgent = 0,
+    /// A scheduled poll or retry of an object already handled.
+    Periodic = 1,
+}
+
+pub struct Gate {
+    slots: Semaphore,
+    turnstile: Semaphore,
+    waiting: [AtomicUsize; 2],
+}
+
+/// A sync slot; released on drop.
+pub struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Gate {
+    pub fn new(slots: usize) -> Self {
+        Gate {
+            slots: Semaphore::new(slots.max(1)),
+            turnstile: Semaphore::new(1),
+            waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        }
+    }
+
+    /// Waits for a sync slot in the given lane. `None` only if a semaphore were closed, which
+    /// never happens (they are private); the caller then runs without a slot rather than hang.
+    pub async fn acquire(&self, lane: Lane) -> Option<Slot<'_>> {
+        let _waiting = Waiting::new(&self.waiting[lane as usize]);
+        let permit = match lane {
+            Lane::Urgent => self.slots.acquire().await,
+            Lane::Periodic => {
+                let _turn = self.turnstile.acquire().await;
+                self.slots.acquire().await
+            }
+        };
+        permit.ok().map(|p| Slot { _permit: p })
+    }
+
+    /// Syncs waiting for a slot in a lane.
+    pub fn waiting(&self, lane: Lane) -> usize {
+        self.waiting[lane as usize].load(Ordering::Relaxed)
+    }
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Periodic];
+
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Periodic => "periodic",
+        }
+    }
+}
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// With the only slot taken, 20 periodic syncs queue, then 3 urgent ones: once the slot
+    /// frees, the urgent ones run before all periodic ones but at most one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn urgent_overtakes_the_periodic_backlog() {
+        let gate = Arc::new(Gate::new(1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = gate.acquire(Lane::Urgent).await;
+        let mut tasks = Vec::new();
+        let lanes =
+            std::iter::repeat_n(Lane::Periodic, 20).chain(std::iter::repeat_n(Lane::Urgent, 3));
+        for (i, lane) in lanes.enumerate() {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _slot = gate.acquire(lane).await;
+                order.lock().unwrap().push((i, lane));
+                tokio::task::yield_now().await;
+            }));
+            tokio::task::yield_now().await; // queue in spawn order
+        }
+        assert_eq!(gate.waiting(Lane::Periodic), 20);
+        assert_eq!(gate.waiting(Lane::Urgent), 3);
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 23);
+        let urgent_done = order.iter().rposition(|(_, l)| *l == Lane::Urgent).unwrap();
+        assert!(
+            urgent_done <= 3,
+            "urgent finished at position {urgent_done}: {order:?}"
+        );
+        // Within a lane, first come first served.
+        let periodic: Vec<usize> = order
+            .iter()
+            .filter(|(_, l)| *l == Lane::Periodic)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(periodic, (0..20).collect::<Vec<_>>());
+        assert_eq!(gate.waiting(Lane::Periodic) + gate.waiting(Lane::Urgent), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn never_more_than_the_slots_run() {
+        let gate = Arc::new(Gate::new(3));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (gate, running, peak) = (gate.clone(), running.clone(), peak.clone());
+                tokio::spawn(async move {
+                    let lane = if i % 2 == 0 {
+                        Lane::Urgent
+                    } else {
+                        Lane::Periodic
+                    };
+                    let _slot = gate.acquire(lane).await;
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+}
