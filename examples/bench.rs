@@ -13,6 +13,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -263,6 +265,48 @@ fn proc_stats(pid: u32) -> Result<(u64, f64)> {
     Ok((hwm, ticks / 100.0))
 }
 
+/// Highest VmRSS (KiB) seen in each phase of the run, sampled every 200 ms: where the peak
+/// comes from (the initial burst or the steady state).
+#[derive(Clone, Default)]
+struct RssPhases {
+    phase: Arc<AtomicUsize>,
+    max_kib: Arc<[AtomicU64; 3]>,
+}
+
+impl RssPhases {
+    const INITIAL: usize = 0;
+    const STEADY: usize = 1;
+    const CHANGES: usize = 2;
+
+    fn start(pid: u32) -> Self {
+        let me = RssPhases::default();
+        let s = me.clone();
+        tokio::spawn(async move {
+            loop {
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|st| {
+                        st.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    });
+                let Some(rss) = rss else { break };
+                s.max_kib[s.phase.load(Ordering::Relaxed)].fetch_max(rss, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        me
+    }
+
+    fn enter(&self, phase: usize) {
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+
+    fn mib(&self, phase: usize) -> f64 {
+        self.max_kib[phase].load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -411,6 +455,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let rss = RssPhases::start(pid);
     // Apply N ExternalSecrets; time until all N Secrets exist.
     let apply_start = Instant::now();
     let mut targets: BTreeMap<usize, (String, String)> = BTreeMap::new(); // path -> an ES using it
@@ -466,6 +511,7 @@ async fn run(
     // Steady state: skip one cycle (first polls realign to their phase), then measure.
     let interval = Duration::from_millis(a.poll_ms);
     tokio::time::sleep(interval + Duration::from_secs(2)).await;
+    rss.enter(RssPhases::STEADY);
     let m0 = Metrics::scrape(port).await?;
     let (_, cpu0) = proc_stats(pid)?;
     let from = Utc::now();
@@ -488,6 +534,7 @@ async fn run(
     let total_logins = m1
         .get(r#"vault_external_secrets_vault_requests_total{operation="login",outcome="success"}"#);
     let cpu_per_cycle = (cpu1 - cpu0) / cycles;
+    rss.enter(RssPhases::CHANGES);
 
     // Change → Secret latency over `changes` paths.
     let secrets: Api<Secret> = Api::all(client.clone());
@@ -616,6 +663,15 @@ async fn run(
         (
             "controller peak RSS",
             format!("{:.1} MiB", rss_kib as f64 / 1024.0),
+        ),
+        (
+            "controller RSS max: initial sync / steady cycles / changes",
+            format!(
+                "{:.1} / {:.1} / {:.1} MiB",
+                rss.mib(RssPhases::INITIAL),
+                rss.mib(RssPhases::STEADY),
+                rss.mib(RssPhases::CHANGES)
+            ),
         ),
         (
             "controller CPU per steady cycle",

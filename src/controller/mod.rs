@@ -10,7 +10,7 @@ pub mod status;
 
 pub use run::{kube_client, run};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,8 +61,6 @@ pub struct Shared {
 /// fingerprint is a digest of the desired Secret.
 #[derive(Default)]
 struct ObjectState {
-    name: String,
-    namespace: String,
     /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
     synced: Option<([u8; 32], String)>,
     failures: u32,
@@ -119,14 +117,16 @@ impl Shared {
     }
 
     /// Forgets ExternalSecrets that are gone (deleted, or no longer ours), with their metric
-    /// series. `live` holds the uids still present.
-    pub fn prune(&self, live: &std::collections::HashSet<String>) {
+    /// series. `live` holds the uids still present, `live_names` their names by namespace.
+    pub fn prune(&self, live: &HashSet<String>, live_names: &HashMap<String, HashSet<String>>) {
+        self.metrics
+            .per_object
+            .retain(|ns, name| live_names.get(ns).is_some_and(|names| names.contains(name)));
         let mut objects = self.objects();
         objects.retain(|uid, st| {
             if live.contains(uid) {
                 return true;
             }
-            self.metrics.forget_object(&st.name, &st.namespace, "vault");
             if !st.reason.is_empty() {
                 self.metrics.ready.with_label_values(&[st.reason]).dec();
             }
@@ -156,11 +156,9 @@ impl Shared {
         }
     }
 
-    fn set_reason(&self, uid: &str, es: &ExternalSecret, reason: &'static str) {
+    fn set_reason(&self, uid: &str, reason: &'static str) {
         let mut objects = self.objects();
         let st = objects.entry(uid.to_string()).or_default();
-        st.name = es.name_any();
-        st.namespace = es.namespace().unwrap_or_default();
         if st.reason != reason {
             if !st.reason.is_empty() {
                 self.metrics.ready.with_label_values(&[st.reason]).dec();
@@ -269,18 +267,11 @@ async fn sync_and_report(
             }
         }
     };
-    let status_label = if outcome.ok { "success" } else { "error" };
     shared
         .metrics
-        .sync_calls
-        .with_label_values(&[&name, &ns, backend, status_label])
-        .inc();
-    shared
-        .metrics
-        .last_sync_state
-        .with_label_values(&[&name, &ns, backend])
-        .set(if outcome.ok { 1.0 } else { -1.0 });
-    shared.set_reason(&uid, &es, outcome.reason);
+        .per_object
+        .record(&ns, &name, backend, outcome.ok);
+    shared.set_reason(&uid, outcome.reason);
 
     write_status(&es, shared, &outcome).await;
     publish_event(&es, &uid, shared, &result).await;

@@ -1,7 +1,7 @@
 //! Wiring: watches (one set per watched namespace, or one cluster-wide), the controller loops,
 //! readiness, pruning of forgotten objects, and graceful shutdown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::ready;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,11 +11,12 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{controller, predicates, watcher, Controller, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::{error_policy, reconcile, Context, Shared, MANAGER};
@@ -233,7 +234,17 @@ fn scope_controller(
         let scope_name = scope_name.clone();
         watcher(secret_api, wc.clone().labels(&selector))
             .default_backoff()
-            .modify(|m| m.managed_fields_mut().clear())
+            // Only the name and resourceVersion are read (has our Secret changed since we wrote
+            // it?); labels, owner references and managedFields would triple the store.
+            .modify(|m| {
+                let meta = std::mem::take(&mut m.metadata);
+                m.metadata = ObjectMeta {
+                    name: meta.name,
+                    namespace: meta.namespace,
+                    resource_version: meta.resource_version,
+                    ..ObjectMeta::default()
+                };
+            })
             .reflect(secret_writer)
             .for_each(move |ev| {
                 if let Err(e) = ev {
@@ -248,12 +259,15 @@ fn scope_controller(
         let scope_name = scope_name.clone();
         watcher(es_api, wc)
             .default_backoff()
-            // Neither is read, and kubectl's last-applied copy of the spec doubles an object's
-            // size in memory.
+            // Only name, namespace, uid, resourceVersion, generation, spec and status are read.
+            // The rest (kubectl's last-applied copy of the spec above all) would double an
+            // object's size in the store.
             .modify(|es| {
-                es.managed_fields_mut().clear();
-                es.annotations_mut()
-                    .remove("kubectl.kubernetes.io/last-applied-configuration");
+                let meta = es.meta_mut();
+                meta.managed_fields = None;
+                meta.annotations = None;
+                meta.labels = None;
+                meta.creation_timestamp = None;
             })
             .reflect(es_writer)
             .applied_objects()
@@ -283,7 +297,9 @@ fn scope_controller(
         .graceful_shutdown_on(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
-        .run(reconcile, error_policy, ctx)
+        // Boxed: every due object's reconcile is started at once and waits at the gate; kube-
+        // runtime keeps those futures inline in its own tables.
+        .run(|es, ctx| reconcile(es, ctx).boxed(), error_policy, ctx)
         .for_each(|r| {
             if let Err(e) = r {
                 // Reconcile errors were logged with their object already.
@@ -318,13 +334,21 @@ async fn prune_loop(shared: Arc<Shared>, stores: Vec<Store<ExternalSecret>>, eve
     let mut tick = tokio::time::interval(every.max(Duration::from_secs(10)));
     loop {
         tick.tick().await;
-        let live: HashSet<String> = stores
-            .iter()
-            .flat_map(|s| s.state())
-            .filter(|es| shared.handles(es))
-            .filter_map(|es| es.uid())
-            .collect();
-        shared.prune(&live);
+        let mut live = HashSet::new();
+        let mut live_names: HashMap<String, HashSet<String>> = HashMap::new();
+        for es in stores.iter().flat_map(|s| s.state()) {
+            if !shared.handles(&es) {
+                continue;
+            }
+            if let Some(uid) = es.uid() {
+                live.insert(uid);
+            }
+            live_names
+                .entry(es.namespace().unwrap_or_default())
+                .or_default()
+                .insert(es.name_any());
+        }
+        shared.prune(&live, &live_names);
     }
 }
 

@@ -1,19 +1,21 @@
 //! Prometheus metrics. KES's two metrics keep their names and labels exactly, so dashboards keep
 //! working; ours are prefixed `vault_external_secrets_` and have bounded labels only.
 
+mod per_object;
+
 use std::time::Instant;
 
+pub use per_object::PerObject;
+
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
     registry: Registry,
-    /// KES: `kubernetes_external_secrets_sync_calls_count{name,namespace,backend,status}`.
-    pub sync_calls: IntCounterVec,
-    /// KES: `kubernetes_external_secrets_last_sync_call_state{name,namespace,backend}`, 1 / -1.
-    pub last_sync_state: GaugeVec,
+    /// KES's per-object `sync_calls_count` and `last_sync_call_state`.
+    pub per_object: PerObject,
     pub sync_duration: HistogramVec,
     pub vault_requests: IntCounterVec,
     pub secret_writes: IntCounterVec,
@@ -27,20 +29,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
-        let sync_calls = IntCounterVec::new(
-            Opts::new(
-                "kubernetes_external_secrets_sync_calls_count",
-                "Number of sync operations",
-            ),
-            &["name", "namespace", "backend", "status"],
-        )?;
-        let last_sync_state = GaugeVec::new(
-            Opts::new(
-                "kubernetes_external_secrets_last_sync_call_state",
-                "State of last sync call of external secret. Value -1 if the last sync was a failure, 1 otherwise",
-            ),
-            &["name", "namespace", "backend"],
-        )?;
         let sync_duration = HistogramVec::new(
             HistogramOpts::new(
                 "vault_external_secrets_sync_duration_seconds",
@@ -96,8 +84,6 @@ impl Metrics {
         )?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
-        registry.register(Box::new(sync_calls.clone()))?;
-        registry.register(Box::new(last_sync_state.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
         registry.register(Box::new(vault_requests.clone()))?;
         registry.register(Box::new(secret_writes.clone()))?;
@@ -106,8 +92,7 @@ impl Metrics {
         registry.register(Box::new(sync_failures.clone()))?;
         Ok(Metrics {
             registry,
-            sync_calls,
-            last_sync_state,
+            per_object: PerObject::default(),
             sync_duration,
             vault_requests,
             secret_writes,
@@ -129,7 +114,9 @@ impl Metrics {
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.per_object.encode(&mut text);
+        Ok(text)
     }
 
     /// Times one sync; records on drop, so early returns are measured too.
@@ -139,18 +126,6 @@ impl Metrics {
             start: Instant::now(),
             result: "error",
         }
-    }
-
-    /// Drops the per-object KES series of a deleted ExternalSecret.
-    pub fn forget_object(&self, name: &str, namespace: &str, backend: &str) {
-        for status in ["success", "error"] {
-            let _ = self
-                .sync_calls
-                .remove_label_values(&[name, namespace, backend, status]);
-        }
-        let _ = self
-            .last_sync_state
-            .remove_label_values(&[name, namespace, backend]);
     }
 }
 
@@ -182,12 +157,7 @@ mod tests {
     #[test]
     fn kes_names_are_exposed() {
         let m = Metrics::new().unwrap();
-        m.sync_calls
-            .with_label_values(&["rabbitmq", "default", "vault", "success"])
-            .inc();
-        m.last_sync_state
-            .with_label_values(&["rabbitmq", "default", "vault"])
-            .set(1.0);
+        m.per_object.record("default", "rabbitmq", "vault", true);
         {
             let mut t = m.sync_timer();
             t.success();
@@ -201,7 +171,7 @@ mod tests {
         ));
         assert!(text
             .contains(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} 1"#));
-        m.forget_object("rabbitmq", "default", "vault");
+        m.per_object.retain(|_, _| false);
         assert!(!m.encode().unwrap().contains("rabbitmq"));
     }
 }
