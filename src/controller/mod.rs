@@ -6,6 +6,7 @@ mod gate;
 mod leader;
 mod run;
 pub mod schedule;
+mod secret_index;
 pub mod status;
 
 pub use run::{kube_client, run};
@@ -15,13 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -32,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::render::{self, Defaults, WriteDecision};
 use crate::vault::KvReader;
 use gate::{Gate, Lane};
+use secret_index::SecretIndex;
 use status::Outcome;
 
 /// Field manager and Event reporter name.
@@ -169,21 +168,10 @@ impl Shared {
     }
 }
 
-/// One namespace's (or the cluster's) view: the shared parts and our Secrets' metadata.
+/// One namespace's (or the cluster's) view: the shared parts and our Secrets' versions.
 pub struct Context {
     pub shared: Arc<Shared>,
-    pub secrets: Store<PartialObjectMeta<Secret>>,
-}
-
-impl Context {
-    /// Whether the metadata watch of our Secrets has completed its initial list, so that a
-    /// Secret missing from it is really missing (or not ours).
-    fn secrets_listed(&self) -> bool {
-        self.secrets
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
-    }
+    pub secrets: Arc<SecretIndex>,
 }
 
 /// Counts a sync in flight for as long as it lives.
@@ -335,11 +323,9 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
 
     // Steady state: same desired content as last time, and the Secret has not changed since
     // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.
-    let secret_ref = ObjectRef::new(&desired.name).within(&desired.namespace);
     let current_rv = ctx
         .secrets
-        .get(&secret_ref)
-        .and_then(|m| m.metadata.resource_version.clone());
+        .resource_version(&desired.namespace, &desired.name);
     let known = shared.objects().get(uid).and_then(|s| s.synced.clone());
     if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
         if *fp == fingerprint && rv == cur {
@@ -356,7 +342,7 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
     // Our watch has no Secret of that name: create straight away (one request instead of a GET
     // and a POST for every new object). A 409 means one exists that our label-selected watch
     // does not show (someone else's, or not seen yet): read it and decide as usual.
-    let known_absent = current_rv.is_none() && ctx.secrets_listed();
+    let known_absent = current_rv.is_none() && ctx.secrets.listed();
     let (written, rv) = if known_absent {
         match write(&api, &desired, None, shared).await {
             Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {

@@ -112,7 +112,9 @@ impl Metrics {
     }
 
     pub fn encode(&self) -> Result<String, prometheus::Error> {
-        let mut buf = Vec::new();
+        // Sized for the per-object lines too (about 150 bytes each), so the buffer is not
+        // regrown (and briefly held twice) on every scrape.
+        let mut buf = Vec::with_capacity(16 * 1024 + 150 * self.per_object.series());
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         let mut text = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         self.per_object.encode(&mut text);

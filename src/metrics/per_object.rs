@@ -65,6 +65,11 @@ impl PerObject {
         }
     }
 
+    /// Objects with series.
+    pub fn series(&self) -> usize {
+        self.objects().values().map(|names| names.len()).sum()
+    }
+
     /// Keeps the series of objects for which `live(namespace, name)` holds; drops the rest.
     pub fn retain(&self, mut live: impl FnMut(&str, &str) -> bool) {
         let mut objects = self.objects();
