@@ -16,10 +16,20 @@ if [ "$mode" = check ]; then
   "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" \
     --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
 else
-  cargo build --release --bin vault-external-secrets --example bench
+  # Measure the binary the image ships (static musl, mimalloc) when this machine can build it.
+  if rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-musl$' &&
+    command -v musl-gcc >/dev/null; then
+    cargo build --release --locked --target x86_64-unknown-linux-musl --bin vault-external-secrets
+    controller="$target/x86_64-unknown-linux-musl/release/vault-external-secrets"
+  else
+    echo "bench: no musl target or musl-gcc: measuring the glibc build, not the image's binary" >&2
+    cargo build --release --bin vault-external-secrets
+    controller="$target/release/vault-external-secrets"
+  fi
+  cargo build --release --example bench
   bash "$root/e2e/up.sh"
   source "$E2E_DIR/env"
   mkdir -p docs
-  "$target/release/examples/bench" --controller "$target/release/vault-external-secrets" \
+  "$target/release/examples/bench" --controller "$controller" \
     --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
 fi

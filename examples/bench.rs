@@ -307,6 +307,17 @@ impl RssPhases {
     }
 }
 
+/// The controller binary's build, as `target-triple/profile` (or the path when not under a
+/// cargo target dir): says whether the image's static musl binary was measured.
+fn controller_build(path: &str) -> String {
+    let parts: Vec<&str> = path.rsplit('/').skip(1).take(2).collect();
+    match parts.as_slice() {
+        [profile, triple] if triple.contains("-linux-") => format!("{triple}/{profile}"),
+        [profile, _] => format!("host/{profile}"),
+        _ => path.to_string(),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -707,8 +718,9 @@ async fn run(
                 .unwrap_or(0),
         );
         let entry = format!(
-            "\n## {} — N = {}\n\nMachine: {machine}. Command: `make bench N={}` (poll interval {} ms, {} steady cycles).\n\n{table}",
-            Utc::now().format("%Y-%m-%d %H:%M UTC"), a.n, a.n, a.poll_ms, a.cycles
+            "\n## {} — N = {}\n\nMachine: {machine}. Command: `make bench N={}` (poll interval {} ms, {} steady cycles). Controller: `{}`.\n\n{table}",
+            Utc::now().format("%Y-%m-%d %H:%M UTC"), a.n, a.n, a.poll_ms, a.cycles,
+            controller_build(&a.controller)
         );
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()

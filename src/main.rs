@@ -3,7 +3,8 @@
 use vault_external_secrets::{config::Config, controller, logging};
 
 // mimalloc returns memory to the OS far better than glibc's per-thread arenas (and is much
-// faster than musl's malloc in the static image): peak RSS at 10,000 objects, docs/benchmarks.md.
+// faster than musl's malloc in the static image); built as v2 without transparent huge pages
+// (Cargo.toml says why): peak RSS at 10,000 objects, docs/benchmarks.md.
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
