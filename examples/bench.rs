@@ -307,6 +307,25 @@ impl RssPhases {
     }
 }
 
+/// The benchmark's ExternalSecret number `i`: `items` properties of Vault path `path`.
+fn external_secret(
+    i: usize,
+    path: usize,
+    role: &str,
+    items: usize,
+) -> Result<vault_external_secrets::crd::ExternalSecret> {
+    let data: Vec<Value> = ["a", "b", "c"][..items]
+        .iter()
+        .map(|p| json!({"name": p, "key": vault_key(path), "property": p}))
+        .collect();
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": format!("es-{i}")},
+        "spec": {"backendType": "vault", "vaultRole": role,
+                 "kvVersion": if path.is_multiple_of(2) { 1 } else { 2 }, "data": data}
+    }))?)
+}
+
 /// The controller binary's build, as `target-triple/profile` (or the path when not under a
 /// cargo target dir): says whether the image's static musl binary was measured.
 fn controller_build(path: &str) -> String {
@@ -403,6 +422,36 @@ async fn main() -> Result<()> {
     let raw = raw_start.elapsed();
     eprintln!("raw Secret creates: {raw:?}");
 
+    // Second baseline, for what bounds the ratio: the same client creating N ExternalSecrets
+    // (custom resources, schema-validated) with no controller running; deleted again before the
+    // controller starts, so they cost it nothing.
+    let raw_es_start = Instant::now();
+    futures::stream::iter(0..a.n)
+        .map(|i| {
+            let api: Api<vault_external_secrets::crd::ExternalSecret> =
+                Api::namespaced(client.clone(), &format!("bench-raw-{}", i % NAMESPACES));
+            async move {
+                let (path, role, items) = layout(i, a.paths);
+                api.create(
+                    &PostParams::default(),
+                    &external_secret(i, path, role, items)?,
+                )
+                .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let raw_es = raw_es_start.elapsed();
+    eprintln!("raw ExternalSecret creates: {raw_es:?}");
+    for ns in 0..NAMESPACES {
+        let api: Api<vault_external_secrets::crd::ExternalSecret> =
+            Api::namespaced(client.clone(), &format!("bench-raw-{ns}"));
+        api.delete_collection(&Default::default(), &ListParams::default())
+            .await?;
+    }
+
     // The controller, release build, its own ServiceAccount's credentials.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -430,6 +479,7 @@ async fn main() -> Result<()> {
         port,
         pid,
         raw,
+        raw_es,
         &used_paths,
     )
     .await;
@@ -450,6 +500,7 @@ async fn run(
     port: u16,
     pid: u32,
     raw: Duration,
+    raw_es: Duration,
     used_paths: &HashSet<usize>,
 ) -> Result<()> {
     // Ready?
@@ -483,17 +534,11 @@ async fn run(
                 Api::namespaced(client.clone(), &ns);
             async move {
                 let (path, role, items) = layout(i, a.paths);
-                let data: Vec<Value> = ["a", "b", "c"][..items]
-                    .iter()
-                    .map(|p| json!({"name": p, "key": vault_key(path), "property": p}))
-                    .collect();
-                let es = serde_json::from_value(json!({
-                    "apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
-                    "metadata": {"name": format!("es-{i}")},
-                    "spec": {"backendType": "vault", "vaultRole": role,
-                             "kvVersion": if path.is_multiple_of(2) { 1 } else { 2 }, "data": data}
-                }))?;
-                api.create(&PostParams::default(), &es).await?;
+                api.create(
+                    &PostParams::default(),
+                    &external_secret(i, path, role, items)?,
+                )
+                .await?;
                 anyhow::Ok(())
             }
         })
@@ -620,8 +665,16 @@ async fn run(
             format!("{:.1} s", raw.as_secs_f64()),
         ),
         (
+            "raw ExternalSecret creates (same client, no controller running)",
+            format!("{:.1} s", raw_es.as_secs_f64()),
+        ),
+        (
             "apply → all Secrets synced",
-            format!("{:.1} s ({ratio:.2}× raw)", synced.as_secs_f64()),
+            format!(
+                "{:.1} s ({ratio:.2}× raw Secret creates, {:.2}× raw ExternalSecret creates)",
+                synced.as_secs_f64(),
+                synced.as_secs_f64() / raw_es.as_secs_f64()
+            ),
         ),
         (
             "of which: the N ExternalSecret creates themselves",
