@@ -144,6 +144,18 @@ impl Shared {
         }
     }
 
+    /// Whether a watch event can need a sync: the object was not attempted yet, or its spec
+    /// changed (generation) since. Our own status patches and label edits cannot. Replaces
+    /// kube-runtime's generation predicate, which keeps its own map of every object's reference
+    /// (four strings each) next to ours.
+    pub fn needs_sync(&self, es: &ExternalSecret) -> bool {
+        let Some(uid) = es.meta().uid.as_deref() else {
+            return true;
+        };
+        let attempted = self.objects().get(uid).and_then(|st| st.generation);
+        spec_changed(attempted, es.meta().generation)
+    }
+
     /// Urgent: never attempted by this process (new, or new leader) or its spec changed since
     /// the last attempt. Everything else is a poll or a retry.
     fn lane(&self, uid: &str, es: &ExternalSecret) -> Lane {
@@ -281,6 +293,11 @@ async fn sync_and_report(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Pure part of `Shared::needs_sync`: `attempted` is the generation of the last sync attempt.
+fn spec_changed(attempted: Option<i64>, current: Option<i64>) -> bool {
+    attempted.is_none() || attempted != current
 }
 
 pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -487,5 +504,21 @@ async fn publish_event(
     };
     if let Err(e) = published {
         tracing::warn!(name = %es.name_any(), error = %e, "could not publish Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spec_changed;
+
+    #[test]
+    fn only_new_objects_and_spec_changes_pass_the_watch_filter() {
+        assert!(spec_changed(None, Some(1)), "never attempted");
+        assert!(spec_changed(None, None), "never attempted, no generation");
+        assert!(
+            !spec_changed(Some(3), Some(3)),
+            "status patch or label edit"
+        );
+        assert!(spec_changed(Some(3), Some(4)), "spec edited");
     }
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{controller, predicates, watcher, Controller, WatchStreamExt};
+use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
@@ -256,6 +256,7 @@ fn scope_controller(
     let (es_store, es_writer) = reflector::store();
     let es_stream = {
         let scope_name = scope_name.clone();
+        let filter_shared = shared.clone();
         watcher(es_api, wc)
             .default_backoff()
             // Only name, namespace, uid, resourceVersion, generation, spec and status are read.
@@ -271,7 +272,7 @@ fn scope_controller(
             .reflect(es_writer)
             .applied_objects()
             // Status-only changes (our own patches) do not trigger a sync; spec changes do.
-            .predicate_filter(predicates::generation, Default::default())
+            .try_filter(move |es| ready(filter_shared.needs_sync(es)))
             .inspect(move |r| {
                 if let Err(e) = r {
                     tracing::warn!(namespace = %scope_name, error = %e, "ExternalSecret watch error; retrying");
