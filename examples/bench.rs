@@ -265,6 +265,43 @@ fn proc_stats(pid: u32) -> Result<(u64, f64)> {
     Ok((hwm, ticks / 100.0))
 }
 
+/// CPU seconds used so far by the processes of the control plane, OpenBao, the controller
+/// (`pid`) and this benchmark: where the 2 cores go during the initial sync.
+fn cpu_by_process(pid: u32) -> Vec<(&'static str, f64)> {
+    let ticks = |path: &str| -> f64 {
+        let stat = std::fs::read_to_string(path).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = after.split_whitespace().collect();
+        (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+            / 100.0
+    };
+    let by_comm = |comm: &str| -> f64 {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+            })
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == comm)
+            })
+            .map(|e| ticks(&e.path().join("stat").to_string_lossy()))
+            .sum()
+    };
+    vec![
+        ("controller", ticks(&format!("/proc/{pid}/stat"))),
+        ("kube-apiserver", by_comm("kube-apiserver")),
+        ("etcd", by_comm("etcd")),
+        ("OpenBao", by_comm("bao")),
+        ("benchmark client", ticks("/proc/self/stat")),
+    ]
+}
+
 /// Highest VmRSS (KiB) seen in each phase of the run, sampled every 200 ms: where the peak
 /// comes from (the initial burst or the steady state).
 #[derive(Clone, Default)]
@@ -518,6 +555,7 @@ async fn run(
     }
 
     let rss = RssPhases::start(pid);
+    let cpu_before = cpu_by_process(pid);
     // Apply N ExternalSecrets; time until all N Secrets exist.
     let apply_start = Instant::now();
     let mut targets: BTreeMap<usize, (String, String)> = BTreeMap::new(); // path -> an ES using it
@@ -558,6 +596,11 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let synced = apply_start.elapsed();
+    let cpu_sync: Vec<String> = cpu_by_process(pid)
+        .into_iter()
+        .zip(cpu_before)
+        .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
+        .collect();
     let listed = count_synced(client).await?;
     eprintln!("applied in {applied:?}, all synced in {synced:?} ({listed} Secrets listed)");
     if listed < a.n {
@@ -653,6 +696,9 @@ async fn run(
     latencies.sort();
     let (rss_kib, _) = proc_stats(pid)?;
 
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let distinct = used_paths.len() as f64;
     let ratio = synced.as_secs_f64() / raw.as_secs_f64();
     let rows = vec![
@@ -679,6 +725,15 @@ async fn run(
         (
             "of which: the N ExternalSecret creates themselves",
             format!("{:.1} s", applied.as_secs_f64()),
+        ),
+        (
+            "CPU seconds during apply → synced, by process",
+            format!(
+                "{} (of {:.0} available on {} cores)",
+                cpu_sync.join(" / "),
+                synced.as_secs_f64() * cores as f64,
+                cores
+            ),
         ),
         (
             "Vault logins (total since start)",
