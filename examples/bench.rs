@@ -344,6 +344,28 @@ impl RssPhases {
     }
 }
 
+/// Creates the N ExternalSecrets, 32 in flight, in namespaces `{prefix}-0` … `{prefix}-9`.
+async fn create_external_secrets(client: &Client, a: &Args, prefix: &str) -> Result<()> {
+    futures::stream::iter(0..a.n)
+        .map(|i| {
+            let api: Api<vault_external_secrets::crd::ExternalSecret> =
+                Api::namespaced(client.clone(), &format!("{prefix}-{}", i % NAMESPACES));
+            async move {
+                let (path, role, items) = layout(i, a.paths);
+                api.create(
+                    &PostParams::default(),
+                    &external_secret(i, path, role, items)?,
+                )
+                .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 /// The benchmark's ExternalSecret number `i`: `items` properties of Vault path `path`.
 fn external_secret(
     i: usize,
@@ -463,23 +485,7 @@ async fn main() -> Result<()> {
     // (custom resources, schema-validated) with no controller running; deleted again before the
     // controller starts, so they cost it nothing.
     let raw_es_start = Instant::now();
-    futures::stream::iter(0..a.n)
-        .map(|i| {
-            let api: Api<vault_external_secrets::crd::ExternalSecret> =
-                Api::namespaced(client.clone(), &format!("bench-raw-{}", i % NAMESPACES));
-            async move {
-                let (path, role, items) = layout(i, a.paths);
-                api.create(
-                    &PostParams::default(),
-                    &external_secret(i, path, role, items)?,
-                )
-                .await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_external_secrets(&client, &a, "bench-raw").await?;
     let raw_es = raw_es_start.elapsed();
     eprintln!("raw ExternalSecret creates: {raw_es:?}");
     for ns in 0..NAMESPACES {
@@ -565,24 +571,7 @@ async fn run(
             .entry(path)
             .or_insert((format!("bench-{}", i % NAMESPACES), format!("es-{i}")));
     }
-    futures::stream::iter(0..a.n)
-        .map(|i| {
-            let ns = format!("bench-{}", i % NAMESPACES);
-            let api: Api<vault_external_secrets::crd::ExternalSecret> =
-                Api::namespaced(client.clone(), &ns);
-            async move {
-                let (path, role, items) = layout(i, a.paths);
-                api.create(
-                    &PostParams::default(),
-                    &external_secret(i, path, role, items)?,
-                )
-                .await?;
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
+    create_external_secrets(client, a, "bench").await?;
     let applied = apply_start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

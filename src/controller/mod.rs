@@ -157,13 +157,14 @@ impl Shared {
     }
 
     /// Urgent: never attempted by this process (new, or new leader) or its spec changed since
-    /// the last attempt. Everything else is a poll or a retry.
+    /// the last attempt — the same test as the watch filter. Everything else is a poll or a
+    /// retry.
     fn lane(&self, uid: &str, es: &ExternalSecret) -> Lane {
-        match self.objects().get(uid) {
-            Some(st) if st.generation.is_some() && st.generation == es.meta().generation => {
-                Lane::Periodic
-            }
-            _ => Lane::Urgent,
+        let attempted = self.objects().get(uid).and_then(|st| st.generation);
+        if spec_changed(attempted, es.meta().generation) {
+            Lane::Urgent
+        } else {
+            Lane::Periodic
         }
     }
 
