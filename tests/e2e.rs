@@ -212,6 +212,51 @@ async fn vault_change_reaches_the_secret_within_one_poll() {
     );
 }
 
+/// Our Secrets are known only by their resourceVersion (from the metadata watch): a hand edit
+/// changes it and the next poll restores the content; a deletion drops it from the index and
+/// the next poll creates the Secret again.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: make e2e"]
+async fn an_edited_or_deleted_secret_is_restored_at_the_next_poll() {
+    let w = World::get().await;
+    let ns = w.namespace("e2e-restore").await;
+    w.put_kv2("e2e-restore/v", json!({"v": "from-vault"})).await;
+    let ctl = Controller::start(&w, "restore", &[("WATCHED_NAMESPACES", &ns)]);
+    w.apply_es(&ns, "apiVersion: kubernetes-client.io/v1\nkind: ExternalSecret\nmetadata: {name: r}\nspec: {vaultRole: k8s-role, data: [{name: v, key: kv/e2e-restore/v, property: v}]}\n")
+        .await;
+    let api = w.secret_api(&ns);
+    w.wait_secret(&ns, "r", SYNC_TIMEOUT, |s| {
+        value(s, "v").as_deref() == Some("from-vault")
+    })
+    .await;
+
+    let mut edited = api.get("r").await.unwrap();
+    edited.string_data = Some([("v".to_string(), "by-hand".to_string())].into());
+    api.replace("r", &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    w.wait_secret(&ns, "r", POLL * 3, |s| {
+        value(s, "v").as_deref() == Some("from-vault")
+    })
+    .await;
+
+    api.delete("r", &DeleteParams::default()).await.unwrap();
+    w.wait_secret(&ns, "r", POLL * 3, |s| {
+        value(s, "v").as_deref() == Some("from-vault")
+    })
+    .await;
+    assert!(
+        ctl.metric(r#"vault_external_secrets_secret_writes_total{kind="update"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(
+        ctl.metric(r#"vault_external_secrets_secret_writes_total{kind="create"}"#)
+            .await
+            >= 2.0
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs the e2e control plane: make e2e"]
 async fn failures_keep_the_secret_and_say_why() {
