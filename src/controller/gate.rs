@@ -2,8 +2,9 @@
 //!
 //! kube-runtime's scheduler hands out due objects in deadline order, so under a backlog (Vault
 //! slow, a burst of polls) a newly applied ExternalSecret would wait behind every overdue refresh
-//! (ESO #5045). The controller therefore starts reconciles without its own limit and they queue
-//! here instead, where the urgent lane goes first.
+//! (ESO #5045). The controller therefore lets kube-runtime start many more reconciles than there
+//! are slots (`run::STARTED_SYNCS`) and they queue here instead, where the urgent lane goes
+//! first.
 //!
 //! Built from two fair (FIFO) tokio semaphores: `slots` holds the sync slots; periodic refreshes
 //! must first pass a one-permit `turnstile`, so at most one of them waits in `slots` at any time

@@ -224,8 +224,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let lane = shared.lane(&uid, &es);
     let _slot = shared.gate.acquire(lane).await;
     shared.objects().entry(uid.clone()).or_default().generation = es.meta().generation;
-    // Boxed: while waiting above, a reconcile future stays small (all due objects wait at the
-    // gate at once after a burst, not in kube-runtime's queue).
+    // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
+    // `run::STARTED_SYNCS` of them wait at the gate at once).
     Box::pin(sync_and_report(es, uid, &ctx)).await
 }
 
