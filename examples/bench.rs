@@ -251,31 +251,31 @@ impl Metrics {
 
 /// Peak RSS (KiB) and CPU seconds of a process, from /proc.
 fn proc_stats(pid: u32) -> Result<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let hwm = status
+    let hwm = status_kib(pid, "VmHWM").ok_or_else(|| anyhow::anyhow!("no /proc/{pid}/status"))?;
+    Ok((hwm, cpu_seconds(&format!("/proc/{pid}/stat"))))
+}
+
+/// A `kB` field of `/proc/<pid>/status`; `None` once the process is gone.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+}
+
+/// User + system CPU seconds from a `/proc/<pid>/stat` file (0 if it is gone).
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    Ok((hwm, ticks / 100.0))
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// CPU seconds used so far by the processes of the control plane, OpenBao, the controller
 /// (`pid`) and this benchmark: where the 2 cores go during the initial sync.
 fn cpu_by_process(pid: u32) -> Vec<(&'static str, f64)> {
-    let ticks = |path: &str| -> f64 {
-        let stat = std::fs::read_to_string(path).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let f: Vec<&str> = after.split_whitespace().collect();
-        (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-            / 100.0
-    };
     let by_comm = |comm: &str| -> f64 {
         std::fs::read_dir("/proc")
             .into_iter()
@@ -290,15 +290,15 @@ fn cpu_by_process(pid: u32) -> Vec<(&'static str, f64)> {
             .filter(|e| {
                 std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == comm)
             })
-            .map(|e| ticks(&e.path().join("stat").to_string_lossy()))
+            .map(|e| cpu_seconds(&e.path().join("stat").to_string_lossy()))
             .sum()
     };
     vec![
-        ("controller", ticks(&format!("/proc/{pid}/stat"))),
+        ("controller", cpu_seconds(&format!("/proc/{pid}/stat"))),
         ("kube-apiserver", by_comm("kube-apiserver")),
         ("etcd", by_comm("etcd")),
         ("OpenBao", by_comm("bao")),
-        ("benchmark client", ticks("/proc/self/stat")),
+        ("benchmark client", cpu_seconds("/proc/self/stat")),
     ]
 }
 
@@ -319,15 +319,7 @@ impl RssPhases {
         let me = RssPhases::default();
         let s = me.clone();
         tokio::spawn(async move {
-            loop {
-                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .ok()
-                    .and_then(|st| {
-                        st.lines()
-                            .find_map(|l| l.strip_prefix("VmRSS:"))
-                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    });
-                let Some(rss) = rss else { break };
+            while let Some(rss) = status_kib(pid, "VmRSS") {
                 s.max_kib[s.phase.load(Ordering::Relaxed)].fetch_max(rss, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -156,12 +156,10 @@ impl Shared {
         spec_changed(attempted, es.meta().generation)
     }
 
-    /// Urgent: never attempted by this process (new, or new leader) or its spec changed since
-    /// the last attempt — the same test as the watch filter. Everything else is a poll or a
-    /// retry.
-    fn lane(&self, uid: &str, es: &ExternalSecret) -> Lane {
-        let attempted = self.objects().get(uid).and_then(|st| st.generation);
-        if spec_changed(attempted, es.meta().generation) {
+    /// Urgent when the watch filter would let the object through (never attempted by this
+    /// process — new, or a new leader — or its spec changed since); else a poll or a retry.
+    fn lane(&self, es: &ExternalSecret) -> Lane {
+        if self.needs_sync(es) {
             Lane::Urgent
         } else {
             Lane::Periodic
@@ -221,7 +219,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let Some(uid) = es.uid() else {
         return Ok(Action::await_change());
     };
-    let lane = shared.lane(&uid, &es);
+    let lane = shared.lane(&es);
     let _slot = shared.gate.acquire(lane).await;
     shared.objects().entry(uid.clone()).or_default().generation = es.meta().generation;
     // Boxed: while waiting above, a reconcile future stays small (after a burst, up to

@@ -132,9 +132,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut loops = Vec::new();
     let mut es_stores = Vec::new();
-    let mut secret_stores = Vec::new();
+    let mut secret_indexes = Vec::new();
     for scope in scopes {
-        let (fut, es_store, secret_store) = scope_controller(
+        let (fut, es_store, secret_index) = scope_controller(
             shared.clone(),
             scope,
             shutdown_rx.clone(),
@@ -142,7 +142,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         loops.push(fut);
         es_stores.push(es_store);
-        secret_stores.push(secret_store);
+        secret_indexes.push(secret_index);
     }
 
     // Ready once every initial list has been seen (Kubernetes readiness semantics: we can do
@@ -150,7 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // outage must not take every replica out of its Service.
     {
         let health = health.clone();
-        let (es_stores, secret_stores) = (es_stores.clone(), secret_stores.clone());
+        let (es_stores, secret_indexes) = (es_stores.clone(), secret_indexes.clone());
         tokio::spawn(async move {
             // Polled rather than awaited once: a `wait_until_ready` future started before the
             // initial list completed was observed never to wake (kube-runtime 5.0.0).
@@ -159,7 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 for s in &es_stores {
                     ready &= store_ready(s).await;
                 }
-                for s in &secret_stores {
+                for s in &secret_indexes {
                     ready &= s.listed();
                 }
                 if ready {
