@@ -39,8 +39,21 @@ pub enum Error {
         desired: String,
     },
 
-    #[error("Kubernetes API: {0}")]
+    /// Shown through `kube_brief`: the apiserver's own message may quote what was sent.
+    #[error("Kubernetes API: {}", kube_brief(.0))]
     Kube(#[from] kube::Error),
+
+    /// KES's namespace guard (`permitted-key-name` / `permitted` annotations) refused it.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// Someone else rewrites the Secret after each of our writes; we stopped writing it.
+    #[error("Secret {name} was changed by {by} after each of our last {count} writes; stopped writing it to end the loop (the other writer must stop managing it)")]
+    WriteLoop {
+        name: String,
+        by: String,
+        count: usize,
+    },
 
     /// The replica lost the Lease during the sync; the new leader takes over.
     #[error("this replica is no longer the leader")]
@@ -60,36 +73,143 @@ impl Error {
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::SecretTypeImmutable { .. } => "SecretTypeImmutable",
             Error::Kube(_) => "KubernetesApiFailed",
+            Error::Forbidden(_) => "Forbidden",
+            Error::WriteLoop { .. } => "SecretWriteLoop",
             Error::NotLeader => "NotLeader",
         }
     }
 
-    /// Errors that a later try can fix without anyone changing anything (Vault down, apiserver
-    /// conflicts) retry with backoff; the others wait for the next poll or a spec change.
+    /// Errors that a later try can fix without anyone changing anything retry with backoff;
+    /// the others wait for the next poll or a spec change.
+    ///
+    /// Auth failures are transient here: the token cache backs off the login itself and shares
+    /// the failure, so an object retrying early costs no request. A read answered 403 is not:
+    /// the token was checked (or freshly issued) before the 403 was reported, so the path is
+    /// not permitted, and only a policy change fixes that.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::VaultAuth(e) | Error::VaultRead { source: e, .. } => {
-                e.is_retryable() || e.status() == Some(403)
+            Error::VaultAuth(_) => true,
+            Error::VaultRead { source, .. } => {
+                source.is_retryable() || matches!(source.as_ref(), VaultError::Unavailable { .. })
             }
-            Error::Kube(_) | Error::NotLeader => true,
+            Error::Kube(kube::Error::Api(s)) => s.code == 409 || s.code == 429 || s.code >= 500,
+            Error::Kube(e) => !matches!(e, kube::Error::SerdeError(_)),
+            Error::NotLeader => true,
             _ => false,
         }
     }
 
-    /// Sorts a failed Vault read into an auth failure (login, JWT) or a read failure of `key`.
+    /// Sorts a failed Vault request into an auth failure (login, renewal, token check, JWT), a
+    /// key the tenant may not use (not KV), or a read failure of `key`.
     pub fn from_vault(key: &str, e: Arc<VaultError>) -> Self {
-        let is_auth = match e.as_ref() {
-            VaultError::Jwt { .. } => true,
-            VaultError::Status { path, .. } => path.starts_with("auth/"),
-            _ => false,
-        };
-        if is_auth {
-            Error::VaultAuth(e)
-        } else {
-            Error::VaultRead {
-                key: key.to_string(),
-                source: e,
+        if e.is_auth() {
+            return Error::VaultAuth(e);
+        }
+        if matches!(e.as_ref(), VaultError::NotKv { .. }) {
+            return Error::InvalidSpec(format!("key {key}: {e}"));
+        }
+        Error::VaultRead {
+            key: key.to_string(),
+            source: e,
+        }
+    }
+}
+
+/// What of a Kubernetes client error is safe to show: the status code and reason, and the
+/// names of the fields the apiserver objected to — never its message, which can quote the
+/// value it refused ("invalid character 'P' looking for …").
+pub fn kube_brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let fields: Vec<&str> = s
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .filter_map(|c| (!c.field.is_empty()).then_some(c.field.as_str()))
+                .collect();
+            if fields.is_empty() {
+                format!("{} {}", s.code, s.reason)
+            } else {
+                format!("{} {} (fields: {})", s.code, s.reason, fields.join(", "))
             }
         }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            "the apiserver could not be reached".into()
+        }
+        kube::Error::SerdeError(_) => "the apiserver's answer could not be decoded".into(),
+        kube::Error::Auth(_) => "authentication to the apiserver failed".into(),
+        _ => "the request failed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::response::{StatusCause, StatusDetails};
+
+    #[test]
+    fn apiserver_messages_are_not_repeated() {
+        let mut st = kube::core::Status::failure(
+            "Secret \"app\" is invalid: data[x]: invalid character 'P' looking for beginning of value",
+            "Invalid",
+        )
+        .with_code(422);
+        st.details = Some(StatusDetails {
+            causes: vec![StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: "invalid character 'P'".into(),
+                field: "data[x]".into(),
+            }],
+            name: "app".into(),
+            group: String::new(),
+            kind: "secrets".into(),
+            uid: String::new(),
+            retry_after_seconds: 0,
+        });
+        let e = Error::Kube(kube::Error::Api(st.boxed()));
+        let text = e.to_string();
+        assert_eq!(text, "Kubernetes API: 422 Invalid (fields: data[x])");
+        assert!(!e.is_transient());
+        let conflict = Error::Kube(kube::Error::Api(
+            kube::core::Status::failure("conflict", "Conflict")
+                .with_code(409)
+                .boxed(),
+        ));
+        assert!(conflict.is_transient());
+    }
+
+    #[test]
+    fn vault_errors_are_sorted_by_operation() {
+        let status = |op, status| {
+            Arc::new(VaultError::Status {
+                op,
+                status,
+                path: "p".into(),
+                message: "permission denied".into(),
+                retry_after: None,
+            })
+        };
+        use crate::vault::Op;
+        assert_eq!(
+            Error::from_vault("k", status(Op::Login, 400)).reason(),
+            "VaultAuthFailed"
+        );
+        assert_eq!(
+            Error::from_vault("k", status(Op::Lookup, 500)).reason(),
+            "VaultAuthFailed"
+        );
+        let read403 = Error::from_vault("k", status(Op::Read, 403));
+        assert_eq!(read403.reason(), "VaultReadFailed");
+        assert!(
+            !read403.is_transient(),
+            "a checked 403 is the path's answer"
+        );
+        assert!(Error::from_vault("k", status(Op::Read, 503)).is_transient());
+        let not_kv = Arc::new(VaultError::NotKv {
+            path: "auth/token/lookup-self".into(),
+            kv_version: 1,
+            reason: "token engine".into(),
+        });
+        assert_eq!(Error::from_vault("k", not_kv).reason(), "InvalidSpec");
     }
 }

@@ -14,7 +14,12 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{BackendType, ExternalSecret, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::error::Error;
-use crate::vault::{kv_api_path, AuthKey, ReadKey, SecretData, VaultError};
+use crate::vault::{check_read_path, kv_api_path, AuthKey, ReadKey, SecretData, VaultError};
+
+/// Secret types whose creation makes another controller mint a credential into the Secret
+/// (kube-controller-manager fills a service-account token for the named ServiceAccount): a
+/// tenant must not obtain one through us.
+const REFUSED_TYPES: [&str; 1] = ["kubernetes.io/service-account-token"];
 
 /// Auth defaults from the environment (`DEFAULT_VAULT_MOUNT_POINT`, `DEFAULT_VAULT_ROLE`).
 #[derive(Clone, Debug)]
@@ -87,6 +92,10 @@ pub fn plan(es: &ExternalSecret, defaults: &Defaults) -> Result<Plan, Error> {
         .clone()
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| defaults.mount_point.clone());
+    check_auth_name(&mount)
+        .map_err(|why| Error::InvalidSpec(format!("vaultMountPoint {mount:?} {why}")))?;
+    check_auth_name(&role)
+        .map_err(|why| Error::InvalidSpec(format!("vaultRole {role:?} {why}")))?;
     let auth = AuthKey { mount, role };
     let kv_version = match spec.kv_version.unwrap_or(2) {
         1 => 1u8,
@@ -98,10 +107,10 @@ pub fn plan(es: &ExternalSecret, defaults: &Defaults) -> Result<Plan, Error> {
         }
     };
     let read_key = |key: &str, version: Option<String>| -> Result<ReadKey, Error> {
-        let api_path = kv_api_path(key, kv_version, version.as_deref()).map_err(|e| match e {
-            VaultError::InvalidKey { .. } => Error::InvalidSpec(e.to_string()),
-            other => Error::InvalidSpec(other.to_string()),
-        })?;
+        let api_path = kv_api_path(key, kv_version, version.as_deref())
+            .map_err(|e: VaultError| Error::InvalidSpec(e.to_string()))?;
+        check_read_path(&api_path)
+            .map_err(|why| Error::InvalidSpec(format!("key {key}: {why}")))?;
         Ok(ReadKey {
             auth: auth.clone(),
             api_path,
@@ -156,6 +165,26 @@ pub fn plan(es: &ExternalSecret, defaults: &Defaults) -> Result<Plan, Error> {
         ));
     }
     Ok(Plan { auth, sources })
+}
+
+/// Auth mount paths and role names end up in a URL path (`auth/<mount>/login`): segments of
+/// `[A-Za-z0-9._@-]`, no empty, `.` or `..` segment (`../token` would reach `token/login`).
+fn check_auth_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 256 {
+        return Err("must be 1 to 256 characters");
+    }
+    for seg in name.trim_matches('/').split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err("may not have empty, '.' or '..' segments");
+        }
+        if !seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        {
+            return Err("may contain only letters, digits, '-', '_', '.', '@' and '/'");
+        }
+    }
+    Ok(())
 }
 
 /// The Secret we want, before it meets the one in the cluster.
@@ -286,6 +315,11 @@ pub fn render(
         .type_
         .or_else(|| es.spec.type_.clone().filter(|t| !t.is_empty()))
         .unwrap_or_else(|| "Opaque".into());
+    if REFUSED_TYPES.contains(&type_.as_str()) {
+        return Err(Error::InvalidSpec(format!(
+            "Secret type {type_} is refused: it makes kube-controller-manager put a ServiceAccount's token into the Secret"
+        )));
+    }
     let owner = es
         .controller_owner_ref(&())
         .ok_or_else(|| Error::InvalidSpec("the ExternalSecret has no uid yet".into()))?;
@@ -330,7 +364,8 @@ fn to_bytes(value: &Value, is_binary: bool) -> Result<Vec<u8>, String> {
     if is_binary {
         base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .map_err(|e| format!("isBinary is set but the value is not valid base64 ({e})"))
+            // Not the decoder's message: it names the offending character and its offset.
+            .map_err(|_| "isBinary is set but the value is not valid base64".to_string())
     } else {
         Ok(text.into_bytes())
     }
@@ -656,6 +691,50 @@ mod tests {
                 json!({"template": {"metadata": {"labels": {"a": 1}}}, "data": [{"name": "a", "key": "kv/a"}]}),
                 "InvalidSpec",
             ),
+            // Hostile tenants: the controller's own token, system paths, path tricks, minted
+            // credentials.
+            (
+                json!({"kvVersion": 1, "dataFrom": ["auth/token/lookup-self"]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"kvVersion": 1, "dataFrom": ["sys/internal/ui/resultant-acl"]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"kvVersion": 1, "data": [{"name": "a", "key": "cubbyhole/x"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"kvVersion": 1, "data": [{"name": "a", "key": "/identity/entity/id"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"vaultMountPoint": "../token", "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"vaultMountPoint": "kubernetes/./x", "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"vaultRole": "r/../../x", "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"vaultRole": "r?x=1", "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"template": {"type": "kubernetes.io/service-account-token",
+                       "metadata": {"annotations": {"kubernetes.io/service-account.name": "default"}}},
+                       "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
+            (
+                json!({"type": "kubernetes.io/service-account-token", "data": [{"name": "a", "key": "kv/a"}]}),
+                "InvalidSpec",
+            ),
         ];
         for (spec, reason) in cases {
             let r = run(spec.clone(), json!({"kv/data/a": {"x": "1"}}));
@@ -670,6 +749,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("DEFAULT_VAULT_ROLE"));
+    }
+
+    #[test]
+    fn nested_mounts_and_roles_with_dots_are_fine() {
+        let p = plan(
+            &es(
+                json!({"vaultMountPoint": "team-a/k8s", "vaultRole": "app.reader@x",
+                       "data": [{"name": "a", "key": "kv/a"}]}),
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(p.auth.mount, "team-a/k8s");
     }
 
     #[test]
@@ -700,6 +792,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason(), "InvalidValue");
         assert!(!e.to_string().contains("planted-SECRET"));
+        // No character or offset of the value either (the decoder's own message has both).
+        for v in ["abc-def", "QUJD\u{e9}", "QQ=x"] {
+            let e = run(
+                json!({"data": [{"name": "a", "key": "kv/a", "property": "p", "isBinary": true}]}),
+                json!({"kv/data/a": {"p": v}}),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(!e.contains("symbol") && !e.contains("offset"), "{e}");
+            let without_name = e.replace("base64", "");
+            assert!(!without_name.chars().any(|c| c.is_ascii_digit()), "{e}");
+        }
         let e = run(
             json!({"dataFrom": ["kv/a"]}),
             json!({"kv/data/a": {"bad key!": "planted-SECRET"}}),

@@ -286,7 +286,7 @@ async fn concurrent_reads_share_one_login_and_coalesce() {
 }
 
 #[tokio::test]
-async fn forbidden_read_logs_in_again_once() {
+async fn revoked_token_is_checked_then_replaced_once() {
     let (bao, _s, client) = setup().await;
     bao.put_kv1("x", json!({"a": "1"})).await;
     client.read("app", "secret/x", 1).await.unwrap();
@@ -296,7 +296,9 @@ async fn forbidden_read_logs_in_again_once() {
     tokio::time::sleep(Duration::from_millis(600)).await; // past the read cache TTL
 
     client.read("app", "secret/x", 1).await.unwrap();
+    // The 403 made the token be checked once (lookup-self: 403 too), then one new login.
     assert_eq!(bao.audit_requests("auth/kubernetes/login"), 2);
+    assert_eq!(client.count("lookup", "forbidden"), 1);
     assert_eq!(client.count("read", "forbidden"), 1);
     assert_eq!(client.count("read", "success"), 2);
     let new = client.tokens.accessors().await;
@@ -333,11 +335,18 @@ async fn capped_token_logs_in_again_near_max_ttl() {
     bao.put_kv1("x", json!({"a": "1"})).await;
     let key = read_key("capped", "secret/x", 1);
     client.kv.read(&key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let first = client.tokens.accessors().await;
+    // 2.5 s in, 1.5 s left (< half the lease): renewed, but only up to the max TTL (2.5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     client.kv.read(&key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bao.audit_requests("auth/token/renew-self"), 1);
+    // 1.4 s later, capped and below the threshold again (half of the 2 s renewal): a new login.
+    tokio::time::sleep(Duration::from_millis(1400)).await;
     client.kv.read(&key).await.unwrap();
     assert!(bao.audit_requests("auth/kubernetes/login") >= 2);
+    // The replaced token was revoked, not left to expire.
+    assert!(bao.audit_requests("auth/token/revoke-self") >= 1);
+    assert_ne!(client.tokens.accessors().await, first);
     assert_eq!(client.count("read", "forbidden"), 0);
 }
 
@@ -348,8 +357,9 @@ async fn jwt_is_reread_at_each_login() {
     std::fs::write(&client.jwt_path, "not-a-jwt").unwrap();
     let e = client.read("app", "secret/x", 1).await.unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
-    // Rotated file: the next login reads the new token.
+    // Rotated file: the next login (after the failed login's 5 s backoff) reads the new token.
     signer.write(&client.jwt_path, "rotated");
+    tokio::time::sleep(Duration::from_millis(6100)).await;
     client.read("app", "secret/x", 1).await.unwrap();
     std::fs::remove_file(&client.jwt_path).unwrap();
     client.tokens.revoke_all().await;
@@ -397,12 +407,21 @@ async fn sealed_vault_is_retried_then_reported_and_recovers() {
     assert!(e.is_retryable());
     // 1 try + VAULT_MAX_RETRIES (4) retries, then reported.
     assert_eq!(client.count("read", "server_error"), 1);
+    // The breaker is open: no request is sent until the prober sees Vault answer again.
+    let e = client.read("app", "secret/y", 1).await.unwrap_err();
+    assert_eq!(e.outcome(), "unavailable", "{e}");
+    assert_eq!(client.count("read", "server_error"), 1, "not sent");
+    let mut recoveries = client.tokens.http().breaker().recoveries();
     let out = bao.cli(&["operator", "unseal", &bao.unseal_key()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    tokio::time::timeout(Duration::from_secs(5), recoveries.changed())
+        .await
+        .expect("the prober notices the unseal within its 2 s cap")
+        .unwrap();
     client.read("app", "secret/x", 1).await.unwrap();
 }
 
@@ -446,4 +465,196 @@ async fn vault_namespace_is_sent_on_every_request() {
     let scoped = Client::new(&bao, &[("VAULT_NAMESPACE", "team1")]);
     let data = scoped.read("app", "kv/app", 2).await.unwrap();
     assert_eq!(data.0["where"], "team1");
+}
+
+/// A role of the `jwt` method at `kubernetes/` with the given policies.
+async fn role_with_policies(bao: &Bao, role: &str, policies: &[&str]) {
+    bao.api(
+        "POST",
+        &format!("auth/kubernetes/role/{role}"),
+        json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"],
+               "token_ttl": "1h", "token_max_ttl": "2h", "token_policies": policies}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn failed_logins_are_shared_and_backed_off() {
+    let (bao, _s, client) = setup().await;
+    for i in 0..50 {
+        bao.put_kv1(&format!("p{i}"), json!({"v": "x"})).await;
+    }
+    let round = |role: &'static str| {
+        let reads = (0..50)
+            .map(|i| client.read(role, Box::leak(format!("secret/p{i}").into_boxed_str()), 1));
+        futures::future::join_all(reads)
+    };
+    // Unknown role (400): 50 syncs waiting on the same pair cost one login.
+    for r in round("gone").await {
+        let e = vault_external_secrets::Error::from_vault("secret/p", r.unwrap_err());
+        assert_eq!(e.reason(), "VaultAuthFailed");
+        assert!(e.to_string().contains("gone"), "{e}");
+    }
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+    // Within the backoff (5 s) nobody tries again, whatever the number of syncs.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(round("gone").await.iter().all(|r| r.is_err()));
+    }
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+    // After it, one attempt again.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(round("gone").await.iter().all(|r| r.is_err()));
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 2);
+
+    // A garbage JWT (403 from the auth method) on a good role: the same.
+    std::fs::write(&client.jwt_path, "not-a-jwt").unwrap();
+    for _ in 0..3 {
+        assert!(round("app").await.iter().all(|r| r.is_err()));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 3);
+    assert!(client.tokens.accessors().await.is_empty());
+}
+
+#[tokio::test]
+async fn denied_path_costs_no_login_and_no_token() {
+    let (bao, _s, client) = setup().await;
+    bao.api(
+        "PUT",
+        "sys/policies/acl/deny-one",
+        json!({"policy": "path \"secret/denied\" { capabilities = [\"deny\"] }\n"}),
+    )
+    .await;
+    role_with_policies(&bao, "app", &["readonly", "deny-one"]).await;
+    bao.put_kv1("ok", json!({"a": "1"})).await;
+    bao.put_kv1("denied", json!({"a": "2"})).await;
+    client.read("app", "secret/ok", 1).await.unwrap();
+    for _ in 0..5 {
+        // 30 syncs at once, as objects sharing a path do at their common poll slot.
+        let reads = (0..30).map(|_| client.read("app", "secret/denied", 1));
+        for r in futures::future::join_all(reads).await {
+            let e = vault_external_secrets::Error::from_vault("secret/denied", r.unwrap_err());
+            assert_eq!(e.reason(), "VaultReadFailed", "{e}");
+            assert!(e.to_string().contains("403"), "{e}");
+            assert!(!e.is_transient(), "a checked 403 waits for the next poll");
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await; // past the read cache TTL
+    }
+    client.read("app", "secret/ok", 1).await.unwrap();
+    assert_eq!(
+        bao.audit_requests("auth/kubernetes/login"),
+        1,
+        "no re-login"
+    );
+    let accessors = client.tokens.accessors().await;
+    assert_eq!(accessors.len(), 1);
+    assert!(bao.accessor_alive(&accessors[0]).await);
+    assert_eq!(
+        bao.audit_requests("secret/denied"),
+        5,
+        "coalesced: one read per round"
+    );
+    assert_eq!(
+        bao.audit_requests("auth/token/lookup-self"),
+        5,
+        "one token check per denied read"
+    );
+}
+
+#[tokio::test]
+async fn only_kv_mounts_of_the_right_version_are_read() {
+    let (bao, _s, client) = setup().await;
+    bao.api("POST", "sys/mounts/tr", json!({"type": "transit"}))
+        .await;
+    bao.api("POST", "tr/keys/k", json!({})).await;
+    bao.api(
+        "PUT",
+        "sys/policies/acl/wide",
+        json!({"policy": "path \"tr/*\" { capabilities = [\"read\"] }\npath \"sys/*\" { capabilities = [\"read\"] }\n"}),
+    )
+    .await;
+    role_with_policies(&bao, "app", &["readonly", "wide"]).await;
+    bao.put_kv2("app", json!({"a": "1"})).await;
+    let cases: [(&str, u8, &str); 5] = [
+        ("auth/token/lookup-self", 1, "auth/"),
+        ("sys/internal/ui/resultant-acl", 1, "sys/"),
+        ("cubbyhole/x", 1, "cubbyhole/"),
+        ("tr/keys/k", 1, "transit"),
+        ("kv/app", 1, "kvVersion to 2"),
+    ];
+    for (key, kv, why) in cases {
+        let e = client.read("app", key, kv).await.unwrap_err();
+        let err = vault_external_secrets::Error::from_vault(key, e);
+        assert_eq!(err.reason(), "InvalidSpec", "{key}: {err}");
+        assert!(err.to_string().contains(why), "{key}: {err}");
+    }
+    for path in [
+        "auth/token/lookup-self",
+        "sys/internal/ui/resultant-acl",
+        "cubbyhole/x",
+        "tr/keys/k",
+        "kv/app",
+    ] {
+        assert_eq!(bao.audit_requests(path), 0, "{path} was read");
+    }
+    // The right version reads, and a second path under the same mount asks nothing more.
+    client.read("app", "kv/app", 2).await.unwrap();
+    bao.put_kv2("other", json!({"a": "1"})).await;
+    client.read("app", "kv/other", 2).await.unwrap();
+    assert_eq!(
+        bao.audit_requests_prefix("sys/internal/ui/mounts/kv/"),
+        1,
+        "one mount lookup for kv/ (learned at the v1 try above)"
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_vault_gets_one_prober_not_every_request() {
+    let (bao, _s, client) = setup().await;
+    for i in 0..100 {
+        bao.put_kv1(&format!("p{i}"), json!({"v": "x"})).await;
+    }
+    client.read("app", "secret/p0", 1).await.unwrap();
+    let out = bao.cli(&["operator", "seal"]);
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    let reads =
+        (0..100).map(|i| client.read("app", Box::leak(format!("secret/p{i}").into_boxed_str()), 1));
+    let results = futures::future::join_all(reads).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "every sync learns of the outage at once: {:?}",
+        started.elapsed()
+    );
+    let sent = client.count("read", "server_error");
+    assert!((1..=100).contains(&sent), "{sent}");
+    // While it stays sealed, further syncs send nothing; one prober asks sys/health.
+    for _ in 0..5 {
+        let reads = (0..100)
+            .map(|i| client.read("app", Box::leak(format!("secret/p{i}").into_boxed_str()), 1));
+        assert!(futures::future::join_all(reads)
+            .await
+            .iter()
+            .all(|r| r.is_err()));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert_eq!(client.count("read", "server_error"), sent);
+    let probes = client.count("health", "server_error");
+    assert!((1..=8).contains(&probes), "{probes} probes in ~3.5 s");
+    // Shutdown with Vault down does not wait for it.
+    let t = std::time::Instant::now();
+    assert_eq!(client.tokens.revoke_all().await, 0);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+
+    let mut recoveries = client.tokens.http().breaker().recoveries();
+    let out = bao.cli(&["operator", "unseal", &bao.unseal_key()]);
+    assert!(out.status.success());
+    tokio::time::timeout(Duration::from_secs(5), recoveries.changed())
+        .await
+        .expect("recovery noticed")
+        .unwrap();
+    client.read("app", "secret/p1", 1).await.unwrap();
 }

@@ -1,11 +1,16 @@
 //! Kubernetes-auth tokens, one per (auth mount, role), shared by every ExternalSecret that uses
 //! that pair.
 //!
-//! Each pair has its own async mutex: the first sync that needs a token logs in while the others
-//! wait on the same lock and then take the token it stored, so N concurrent syncs cost one login
-//! (KES logged in concurrently; ESO logs in and revokes per reconcile). Renewal happens under the
-//! same lock, on access, when the remaining TTL drops below the threshold — per token, never per
-//! read, and with no lookup-self.
+//! Each pair has one slot behind an async mutex: the first sync that needs a token logs in
+//! while the others wait on the same lock and then take what it stored — the token, or the
+//! failure. A failed login is remembered with a capped exponential backoff, so N waiting syncs
+//! cost one attempt per backoff step whatever Vault answered (400 unknown role, 403 bad JWT,
+//! 500 misconfigured method); KES and a naive cache log in once per object and poll instead.
+//! Renewal happens under the same lock, on access, when the remaining TTL drops below the
+//! threshold — per token, never per read.
+//!
+//! A token is dropped only when known bad, and every token dropped while it may still live is
+//! revoked first, so the tokens alive in Vault stay at one per pair (plus one while replacing).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +31,11 @@ pub struct AuthKey {
     pub role: String,
 }
 
+/// Login backoff after consecutive failures: 5 s doubling to this cap, plus up to 20 % jitter.
+const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(120);
+/// How long shutdown waits for all revocations together.
+const REVOKE_ALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct Token {
     secret: SecretString,
     accessor: String,
@@ -36,6 +46,8 @@ struct Token {
     renewable: bool,
     /// A renewal granted less than the login did: the max TTL is near, so log in next time.
     renewal_capped: bool,
+    /// When Vault last accepted it.
+    verified_at: Instant,
 }
 
 enum Freshness {
@@ -60,9 +72,44 @@ impl Token {
             Freshness::LoginDue
         }
     }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
-type Slot = Arc<Mutex<Option<Token>>>;
+/// The last failed login or renewal of a pair, shared by every sync until `retry_at`.
+struct Failure {
+    error: VaultError,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+#[derive(Default)]
+struct SlotState {
+    token: Option<Token>,
+    failure: Option<Failure>,
+}
+
+type Slot = Arc<Mutex<SlotState>>;
+
+/// What a 403 on a read means, once the token has been checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The token is good: the path is not permitted to it.
+    Permission,
+    /// The token was bad (dropped and revoked) or already replaced: get a token and try again.
+    Replaced,
+}
+
+/// Pause before the next login after `attempts` consecutive failures; `jitter` in [0, 1).
+fn login_backoff(attempts: u32, jitter: f64) -> Duration {
+    let exp = attempts.saturating_sub(1).min(16);
+    Duration::from_secs(5)
+        .saturating_mul(1u32 << exp)
+        .min(LOGIN_BACKOFF_MAX)
+        .mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0))
+}
 
 pub struct TokenCache {
     http: VaultHttp,
@@ -91,89 +138,204 @@ impl TokenCache {
         slots.entry(key.clone()).or_default().clone()
     }
 
-    /// A valid token for `key`: the cached one, a renewed one, or a fresh login.
-    pub async fn token(&self, key: &AuthKey) -> Result<SecretString, VaultError> {
-        let slot = self.slot(key);
-        let mut guard = slot.lock().await;
-        if let Some(token) = guard.as_mut() {
-            match token.freshness(Instant::now(), self.renew_threshold) {
-                Freshness::Fresh => return Ok(token.secret.clone()),
-                Freshness::RenewDue => match self.renew(token).await {
-                    Ok(()) => return Ok(token.secret.clone()),
-                    Err(e) => {
-                        tracing::warn!(mount = %key.mount, role = %key.role, accessor = %token.accessor,
-                            error = %e, "Vault token renewal failed; logging in again");
-                    }
-                },
-                Freshness::LoginDue => {}
-            }
-        }
-        let token = self.login(key).await?;
-        let secret = token.secret.clone();
-        *guard = Some(token);
-        Ok(secret)
+    fn all_slots(&self) -> Vec<(AuthKey, Slot)> {
+        let map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Drops the cached token for `key` if it is still `used` (a read answered 403 with it), so
-    /// the next `token` call logs in. A token another task already replaced is left alone.
-    pub async fn invalidate(&self, key: &AuthKey, used: &SecretString) {
+    /// A valid token for `key`: the cached one, a renewed one, or a fresh login — or the
+    /// failure of the last attempt while its backoff runs.
+    pub async fn token(&self, key: &AuthKey) -> Result<SecretString, VaultError> {
         let slot = self.slot(key);
-        let mut guard = slot.lock().await;
-        if guard
+        let mut st = slot.lock().await;
+        let now = Instant::now();
+        if st.token.as_ref().is_some_and(|t| t.expired(now)) {
+            // Past its TTL it no longer exists in Vault: nothing to revoke.
+            st.token = None;
+        }
+        let freshness = st
+            .token
             .as_ref()
-            .is_some_and(|t| t.secret.expose_secret() == used.expose_secret())
+            .map(|t| t.freshness(now, self.renew_threshold));
+        if let (Some(t), Some(Freshness::Fresh)) = (&st.token, &freshness) {
+            return Ok(t.secret.clone());
+        }
+        if let Some(f) = st.failure.as_ref().filter(|f| f.retry_at > now) {
+            // Backing off: a still-valid token serves until it expires.
+            return match &st.token {
+                Some(t) => Ok(t.secret.clone()),
+                None => Err(f.error.clone()),
+            };
+        }
+        if let (Some(token), Some(Freshness::RenewDue)) = (st.token.as_mut(), &freshness) {
+            match self.renew(token).await {
+                Ok(()) => {
+                    let secret = token.secret.clone();
+                    self.succeeded(key, &mut st);
+                    return Ok(secret);
+                }
+                Err(e) if e.status() == Some(403) => {
+                    tracing::warn!(mount = %key.mount, role = %key.role, accessor = %token.accessor,
+                        error = %e, "Vault refused to renew the token; logging in again");
+                    self.drop_token(key, &mut st).await;
+                }
+                Err(e) => {
+                    let secret = token.secret.clone();
+                    self.failed(key, &mut st, e);
+                    return Ok(secret);
+                }
+            }
+        }
+        match self.login(key).await {
+            Ok(token) => {
+                // The old one (capped, or not renewable) is still alive for a little while.
+                self.drop_token(key, &mut st).await;
+                let secret = token.secret.clone();
+                st.token = Some(token);
+                self.succeeded(key, &mut st);
+                Ok(secret)
+            }
+            Err(e) => {
+                self.failed(key, &mut st, e.clone());
+                match &st.token {
+                    Some(t) => Ok(t.secret.clone()),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// After a request sent at `sent` answered 403 with `used`: is the token bad, or is the path
+    /// not permitted? Single-flight under the pair's lock: Vault accepting the token after
+    /// `sent` (a login, a renewal, or the lookup-self another 403 caused) answers every 403 of
+    /// requests sent before it, so a burst of denied reads costs one lookup, no login and no
+    /// new token.
+    pub async fn verify(
+        &self,
+        key: &AuthKey,
+        used: &SecretString,
+        sent: Instant,
+    ) -> Result<Verdict, VaultError> {
+        let slot = self.slot(key);
+        let mut st = slot.lock().await;
+        let Some(token) = st.token.as_mut() else {
+            return Ok(Verdict::Replaced);
+        };
+        if token.secret.expose_secret() != used.expose_secret() {
+            return Ok(Verdict::Replaced);
+        }
+        if token.verified_at >= sent {
+            return Ok(Verdict::Permission);
+        }
+        match self
+            .http
+            .request(
+                Op::Lookup,
+                Method::GET,
+                "auth/token/lookup-self",
+                Some(&token.secret),
+                None,
+            )
+            .await
         {
-            *guard = None;
+            Ok(_) => {
+                token.verified_at = Instant::now();
+                Ok(Verdict::Permission)
+            }
+            Err(e) if e.status() == Some(403) => {
+                tracing::warn!(mount = %key.mount, role = %key.role, accessor = %token.accessor,
+                    "Vault no longer accepts the token; logging in again");
+                self.drop_token(key, &mut st).await;
+                Ok(Verdict::Replaced)
+            }
+            Err(e) => Err(e),
         }
     }
 
     /// Accessors of the tokens held now (not secret: they cannot be used to authenticate).
     pub async fn accessors(&self) -> Vec<String> {
-        let slots: Vec<Slot> = {
-            let map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            map.values().cloned().collect()
-        };
         let mut out = Vec::new();
-        for slot in slots {
-            if let Some(t) = slot.lock().await.as_ref() {
+        for (_, slot) in self.all_slots() {
+            if let Some(t) = slot.lock().await.token.as_ref() {
                 out.push(t.accessor.clone());
             }
         }
         out
     }
 
-    /// Revokes every token held (graceful shutdown). Returns how many were revoked.
+    /// Revokes every token held (graceful shutdown), concurrently, one try each, within
+    /// `REVOKE_ALL_TIMEOUT` in all: with Vault down, shutdown must not wait for it. Returns how
+    /// many were revoked.
     pub async fn revoke_all(&self) -> usize {
-        let slots: Vec<(AuthKey, Slot)> = {
-            let map = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
-        let mut revoked = 0;
-        for (key, slot) in slots {
-            let Some(token) = slot.lock().await.take() else {
-                continue;
-            };
-            match self
-                .http
-                .request(
-                    Op::Revoke,
-                    Method::POST,
-                    "auth/token/revoke-self",
-                    Some(&token.secret),
-                    None,
-                )
-                .await
-            {
-                Ok(_) => {
-                    revoked += 1;
-                    tracing::info!(mount = %key.mount, role = %key.role, accessor = %token.accessor, "revoked Vault token");
-                }
-                Err(e) => {
-                    tracing::warn!(mount = %key.mount, role = %key.role, accessor = %token.accessor, error = %e, "could not revoke Vault token")
-                }
+        let revokes = self.all_slots().into_iter().map(|(key, slot)| async move {
+            let token = slot.lock().await.token.take()?;
+            self.revoke(&key, &token).await.then_some(())
+        });
+        match tokio::time::timeout(REVOKE_ALL_TIMEOUT, futures::future::join_all(revokes)).await {
+            Ok(done) => done.into_iter().flatten().count(),
+            Err(_) => {
+                tracing::warn!("revoking Vault tokens timed out; the rest expire with their TTL");
+                0
             }
         }
-        revoked
+    }
+
+    /// Drops the pair's token, revoking it first (one try: if Vault cannot be reached it
+    /// expires with its TTL).
+    async fn drop_token(&self, key: &AuthKey, st: &mut SlotState) {
+        if let Some(old) = st.token.take() {
+            if !old.expired(Instant::now()) {
+                self.revoke(key, &old).await;
+            }
+        }
+    }
+
+    async fn revoke(&self, key: &AuthKey, token: &Token) -> bool {
+        let r = self
+            .http
+            .request_once(
+                Op::Revoke,
+                Method::POST,
+                "auth/token/revoke-self",
+                Some(&token.secret),
+                None,
+            )
+            .await;
+        match r {
+            Ok(_) => {
+                tracing::info!(mount = %key.mount, role = %key.role, accessor = %token.accessor, "revoked Vault token");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(mount = %key.mount, role = %key.role, accessor = %token.accessor,
+                    error = %e, "could not revoke Vault token; it expires with its TTL");
+                false
+            }
+        }
+    }
+
+    fn succeeded(&self, key: &AuthKey, st: &mut SlotState) {
+        if st.failure.take().is_some() {
+            tracing::info!(mount = %key.mount, role = %key.role, "Vault login works again");
+            self.http.breaker().recovered();
+        }
+    }
+
+    fn failed(&self, key: &AuthKey, st: &mut SlotState, error: VaultError) {
+        // A server that is down is the breaker's to track; backing off this pair as well would
+        // only delay recovery once it answers.
+        if matches!(error, VaultError::Unavailable { .. }) || error.is_server_down() {
+            return;
+        }
+        let attempts = st.failure.as_ref().map_or(0, |f| f.attempts) + 1;
+        let pause = login_backoff(attempts, rand::random::<f64>());
+        tracing::warn!(mount = %key.mount, role = %key.role, attempts, retry_in_s = pause.as_secs(),
+            error = %error, "Vault login failed; every sync of this role waits for the next attempt");
+        st.failure = Some(Failure {
+            error,
+            attempts,
+            retry_at: Instant::now() + pause,
+        });
     }
 
     async fn login(&self, key: &AuthKey) -> Result<Token, VaultError> {
@@ -182,7 +344,7 @@ impl TokenCache {
             .await
             .map_err(|e| VaultError::Jwt {
                 path: self.jwt_path.display().to_string(),
-                reason: e.to_string(),
+                reason: e.kind().to_string(),
             })?;
         let body = json!({ "role": key.role, "jwt": jwt.trim() });
         let path = format!("auth/{}/login", key.mount.trim_matches('/'));
@@ -193,11 +355,13 @@ impl TokenCache {
             .map_err(|e| match e {
                 // Name the role: "permission denied" alone does not say which login failed.
                 VaultError::Status {
+                    op,
                     status,
                     path,
                     message,
                     retry_after,
                 } => VaultError::Status {
+                    op,
                     status,
                     path,
                     message: format!("login with role {:?} failed: {message}", key.role),
@@ -228,6 +392,7 @@ impl TokenCache {
         token.expires_at = renewed.expires_at;
         token.lease = renewed.lease;
         token.renewable = renewed.renewable;
+        token.verified_at = Instant::now();
         tracing::debug!(accessor = %token.accessor, ttl_s = token.lease.as_secs(), "renewed Vault token");
         Ok(())
     }
@@ -267,6 +432,7 @@ fn parse_auth(
             .and_then(Value::as_bool)
             .unwrap_or(false),
         renewal_capped: false,
+        verified_at: Instant::now(),
     })
 }
 
@@ -282,6 +448,7 @@ mod tests {
             lease: Duration::from_secs(lease_s),
             renewable,
             renewal_capped: false,
+            verified_at: Instant::now(),
         }
     }
 
@@ -323,6 +490,24 @@ mod tests {
             t.freshness(now + Duration::from_secs(6), Duration::from_secs(30)),
             Freshness::RenewDue
         ));
+    }
+
+    #[test]
+    fn login_backoff_grows_to_a_cap() {
+        assert_eq!(login_backoff(1, 0.0), Duration::from_secs(5));
+        assert_eq!(login_backoff(2, 0.0), Duration::from_secs(10));
+        assert_eq!(login_backoff(5, 0.0), Duration::from_secs(80));
+        assert_eq!(login_backoff(6, 0.0), LOGIN_BACKOFF_MAX);
+        assert_eq!(login_backoff(60, 0.0), LOGIN_BACKOFF_MAX);
+        assert_eq!(login_backoff(1, 0.5), Duration::from_secs(5).mul_f64(1.1));
+        // Attempts in the first minute of an outage: at 0, 5, 15 and 35 s.
+        let mut t = Duration::ZERO;
+        let mut n = 0;
+        while t < Duration::from_secs(60) {
+            n += 1;
+            t += login_backoff(n, 0.0);
+        }
+        assert_eq!(n, 4);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! One HTTP request to Vault, with the headers every request carries, error decoding, metrics,
-//! and retries (capped exponential backoff with jitter, honouring `Retry-After`).
+//! retries (capped exponential backoff with jitter, honouring `Retry-After`), and the server's
+//! breaker: no request is sent while the server is known to be down, one prober finds out when
+//! it is back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::VaultError;
+use super::{Breaker, VaultError};
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -18,9 +20,14 @@ use crate::metrics::Metrics;
 pub enum Op {
     Login,
     Renew,
+    /// `lookup-self`, only to tell a bad token from a path the token may not read (a 403).
     Lookup,
+    /// `sys/internal/ui/mounts/<path>`: the type and version of the mount a key is in.
+    Mount,
     Read,
     Revoke,
+    /// `sys/health`, unauthenticated, only while the breaker is open.
+    Health,
 }
 
 impl Op {
@@ -29,14 +36,20 @@ impl Op {
             Op::Login => "login",
             Op::Renew => "renew",
             Op::Lookup => "lookup",
+            Op::Mount => "mount",
             Op::Read => "read",
             Op::Revoke => "revoke",
+            Op::Health => "health",
         }
     }
 }
 
 /// Longest pause between two tries, and longest `Retry-After` we honour.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// First and longest pause between two health probes while the breaker is open: a recovered
+/// Vault is noticed within this, at one unauthenticated request per pause.
+const PROBE_MIN: Duration = Duration::from_millis(500);
+const PROBE_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct VaultHttp {
@@ -46,6 +59,7 @@ pub struct VaultHttp {
     max_retries: usize,
     min_backoff: Duration,
     metrics: Arc<Metrics>,
+    breaker: Arc<Breaker>,
 }
 
 impl VaultHttp {
@@ -73,6 +87,7 @@ impl VaultHttp {
             max_retries: config.vault_max_retries,
             min_backoff: Duration::from_millis(250),
             metrics,
+            breaker: Arc::new(Breaker::default()),
         })
     }
 
@@ -82,8 +97,8 @@ impl VaultHttp {
         self
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
     }
 
     /// Sends one request (retried when the failure is transient) and returns the JSON body, or
@@ -96,28 +111,72 @@ impl VaultHttp {
         token: Option<&SecretString>,
         body: Option<&Value>,
     ) -> Result<Value, VaultError> {
+        self.request_with(op, method, path, token, body, self.max_retries)
+            .await
+    }
+
+    /// One try, never retried (revocations: a token that cannot be revoked now expires anyway).
+    pub async fn request_once(
+        &self,
+        op: Op,
+        method: Method,
+        path: &str,
+        token: Option<&SecretString>,
+        body: Option<&Value>,
+    ) -> Result<Value, VaultError> {
+        self.request_with(op, method, path, token, body, 0).await
+    }
+
+    async fn request_with(
+        &self,
+        op: Op,
+        method: Method,
+        path: &str,
+        token: Option<&SecretString>,
+        body: Option<&Value>,
+        max_retries: usize,
+    ) -> Result<Value, VaultError> {
+        // Not sent, not counted: the server is known to be down.
+        self.breaker.check(op)?;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.min_backoff)
             .with_max_delay(MAX_BACKOFF)
-            .with_max_times(self.max_retries)
+            .with_max_times(max_retries)
             .with_jitter();
-        let result = (|| self.send_once(method.clone(), path, token, body))
-            .retry(backoff)
-            .when(VaultError::is_retryable)
-            .adjust(|e, next| {
-                // Retry-After replaces the computed pause, but never extends the number of tries.
-                let after = match e {
-                    VaultError::Status { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                next.map(|d| after.map_or(d, |a| a.min(MAX_BACKOFF)))
-            })
-            .notify(|e, pause| {
-                tracing::warn!(operation = op.as_str(), error = %e, ?pause, "retrying Vault request");
-            })
-            .await;
+        let result = (|| async {
+            self.breaker.check(op)?;
+            let r = self.send_once(op, method.clone(), path, token, body).await;
+            // The first try that finds the server down opens the breaker for everyone (this
+            // request included): one prober asks from now on, not every request's retries.
+            if let Err(e) = &r {
+                if e.is_server_down() && self.breaker.trip(e) {
+                    tracing::warn!(operation = op.as_str(), error = %e,
+                        "Vault is down: requests fail at once until it answers its health check");
+                    self.spawn_prober();
+                }
+            }
+            r
+        })
+        .retry(backoff)
+        // Once another request has found the server down, stop retrying this one too.
+        .when(|e| e.is_retryable() && !self.breaker.is_open())
+        .adjust(|e, next| {
+            // Retry-After replaces the computed pause, but never extends the number of tries.
+            let after = match e {
+                VaultError::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            next.map(|d| after.map_or(d, |a| a.min(MAX_BACKOFF)))
+        })
+        .notify(|e, pause| {
+            tracing::warn!(operation = op.as_str(), error = %e, ?pause, "retrying Vault request");
+        })
+        .await;
         let outcome = match &result {
-            Ok(_) => "success",
+            Ok(_) => {
+                self.breaker.close();
+                "success"
+            }
             Err(e) => e.outcome(),
         };
         self.metrics
@@ -127,8 +186,44 @@ impl VaultHttp {
         result
     }
 
+    /// Asks `sys/health` (unauthenticated) with backoff until the server answers, then closes
+    /// the breaker. One prober per outage: only the request that opened the breaker starts it.
+    fn spawn_prober(&self) {
+        let http = self.clone();
+        tokio::spawn(async move {
+            let mut pause = PROBE_MIN;
+            while http.breaker.is_open() {
+                tokio::time::sleep(pause.mul_f64(1.0 + 0.2 * rand::random::<f64>())).await;
+                let probe = http
+                    .send_once(
+                        Op::Health,
+                        Method::GET,
+                        "sys/health?standbyok=true&perfstandbyok=true",
+                        None,
+                        None,
+                    )
+                    .await;
+                let outcome = match &probe {
+                    Ok(_) => "success",
+                    Err(e) => e.outcome(),
+                };
+                http.metrics
+                    .vault_requests
+                    .with_label_values(&[Op::Health.as_str(), outcome])
+                    .inc();
+                if probe.is_ok() {
+                    tracing::info!("Vault answers its health check again");
+                    http.breaker.close();
+                    return;
+                }
+                pause = (pause * 2).min(PROBE_MAX);
+            }
+        });
+    }
+
     async fn send_once(
         &self,
+        op: Op,
         method: Method,
         path: &str,
         token: Option<&SecretString>,
@@ -149,6 +244,7 @@ impl VaultHttp {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| VaultError::Transport {
+            op,
             path: path.to_string(),
             // Without the URL: reqwest would repeat it, and the source chain is what explains.
             reason: error_chain(&e.without_url()),
@@ -161,6 +257,7 @@ impl VaultHttp {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(|e| VaultError::Transport {
+            op,
             path: path.to_string(),
             reason: error_chain(&e.without_url()),
         })?;
@@ -168,12 +265,14 @@ impl VaultHttp {
             if status == StatusCode::NO_CONTENT || bytes.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_slice(&bytes).map_err(|e| VaultError::Decode {
+            // Without serde's position: a column in a secret's body says something of its values.
+            return serde_json::from_slice(&bytes).map_err(|_| VaultError::Decode {
                 path: path.to_string(),
-                reason: format!("body is not JSON: {e}"),
+                reason: "body is not JSON".into(),
             });
         }
         Err(VaultError::Status {
+            op,
             status: status.as_u16(),
             path: path.to_string(),
             message: vault_error_message(&bytes, status),
@@ -250,6 +349,7 @@ mod tests {
     #[test]
     fn retryable_statuses() {
         let e = |status| VaultError::Status {
+            op: Op::Read,
             status,
             path: "p".into(),
             message: String::new(),

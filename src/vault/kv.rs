@@ -1,5 +1,6 @@
 //! KV v1 / v2 reads, coalesced: every sync that asks for the same (auth, path, version) while a
-//! read is in flight, or within the cache TTL after it, shares one Vault request.
+//! read is in flight, or within the cache TTL after it, shares one Vault request. Only paths in
+//! a KV mount of the expected version are read (`mounts`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +11,8 @@ use moka::future::Cache;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
+use super::auth::Verdict;
+use super::mounts::{check_kv, check_read_path, KnownMounts, MountKind};
 use super::{AuthKey, Op, TokenCache, VaultError};
 
 /// The fields of one Vault secret. `Debug` is redacted: values must never reach a log line.
@@ -86,6 +89,7 @@ pub fn kv_api_path(key: &str, kv_version: u8, version: Option<&str>) -> Result<S
 pub struct KvReader {
     tokens: Arc<TokenCache>,
     cache: Cache<ReadKey, Arc<SecretData>>,
+    mounts: KnownMounts,
 }
 
 impl KvReader {
@@ -97,11 +101,8 @@ impl KvReader {
                 .max_capacity(200_000)
                 .time_to_live(ttl.max(Duration::from_millis(1)))
                 .build(),
+            mounts: KnownMounts::default(),
         }
-    }
-
-    pub fn tokens(&self) -> &Arc<TokenCache> {
-        &self.tokens
     }
 
     /// Reads many keys, each once, concurrently; the result maps each key to its data or error.
@@ -122,20 +123,35 @@ impl KvReader {
     }
 
     async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
-        let http = self.tokens.http();
-        let token = self.tokens.token(&key.auth).await?;
-        let mut resp = http
-            .request(Op::Read, Method::GET, &key.api_path, Some(&token), None)
-            .await;
-        if matches!(resp, Err(VaultError::Status { status: 403, .. })) {
-            // Expired or revoked token: log in once more and retry once.
-            self.tokens.invalidate(&key.auth, &token).await;
-            let token = self.tokens.token(&key.auth).await?;
-            resp = http
-                .request(Op::Read, Method::GET, &key.api_path, Some(&token), None)
-                .await;
-        }
-        let resp = resp.map_err(|e| hint_kv_version(e, key.kv_version))?;
+        let not_kv = |reason: String| VaultError::NotKv {
+            path: key.api_path.clone(),
+            kv_version: key.kv_version,
+            reason,
+        };
+        check_read_path(&key.api_path).map_err(not_kv)?;
+        let path_only = key.api_path.split('?').next().unwrap_or_default();
+        let mount = self
+            .mounts
+            .resolve(&key.auth, path_only, || async {
+                let resp = self
+                    .authed(
+                        &key.auth,
+                        Op::Mount,
+                        &format!("sys/internal/ui/mounts/{path_only}"),
+                    )
+                    .await?;
+                MountKind::parse(&resp).ok_or_else(|| VaultError::Decode {
+                    path: format!("sys/internal/ui/mounts/{path_only}"),
+                    reason: "no mount type in the answer".into(),
+                })
+            })
+            .await?;
+        check_kv(&mount, path_only, key.kv_version).map_err(not_kv)?;
+
+        let resp = self
+            .authed(&key.auth, Op::Read, &key.api_path)
+            .await
+            .map_err(|e| hint_kv_version(e, key.kv_version))?;
         let data = match key.kv_version {
             1 => resp.get("data"),
             _ => resp.get("data").and_then(|d| d.get("data")),
@@ -152,17 +168,42 @@ impl KvReader {
             }),
         }
     }
+
+    /// A GET with the identity's token. A 403 is either a bad token or a path the token may not
+    /// read: the token is checked once (`TokenCache::verify`); only a bad one is replaced, and
+    /// the request is tried once more with the new token. A 403 then is the path's answer.
+    async fn authed(&self, auth: &AuthKey, op: Op, path: &str) -> Result<Value, VaultError> {
+        let http = self.tokens.http();
+        let token = self.tokens.token(auth).await?;
+        let sent = tokio::time::Instant::now();
+        let resp = http
+            .request(op, Method::GET, path, Some(&token), None)
+            .await;
+        if !matches!(resp, Err(VaultError::Status { status: 403, .. })) {
+            return resp;
+        }
+        match self.tokens.verify(auth, &token, sent).await? {
+            Verdict::Permission => resp,
+            Verdict::Replaced => {
+                let token = self.tokens.token(auth).await?;
+                http.request(op, Method::GET, path, Some(&token), None)
+                    .await
+            }
+        }
+    }
 }
 
 /// A 404 from a KV read often means the wrong `kvVersion`; say so in the message.
 fn hint_kv_version(e: VaultError, kv_version: u8) -> VaultError {
     match e {
         VaultError::Status {
+            op,
             status: 404,
             path,
             message,
             retry_after,
         } => VaultError::Status {
+            op,
             status: 404,
             message: format!(
                 "{message} (read as KV v{kv_version}; check the key and that the mount is KV v{kv_version})"

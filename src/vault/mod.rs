@@ -1,24 +1,30 @@
-//! Vault / OpenBao client: HTTP with retries (`client`), Kubernetes-auth tokens shared per
-//! (mount, role) (`auth`), and KV v1/v2 reads with coalescing (`kv`).
+//! Vault / OpenBao client: HTTP with retries and a per-server breaker (`client`, `breaker`),
+//! tokens shared per (mount, role) with single-flight logins for successes and failures
+//! (`auth`), the KV-only mount check (`mounts`), and coalesced KV v1/v2 reads (`kv`).
 //!
 //! Secret values and tokens never reach an error or a log line: errors carry the path, the HTTP
 //! status and Vault's own `errors` messages, which do not echo request bodies or tokens.
 
 mod auth;
+mod breaker;
 mod client;
 mod kv;
+mod mounts;
 
 pub use auth::{AuthKey, TokenCache};
+pub use breaker::Breaker;
 pub use client::{Op, VaultHttp};
 pub use kv::{kv_api_path, KvReader, ReadKey, SecretData};
+pub use mounts::{check_read_path, MountKind};
 
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum VaultError {
     /// Vault answered with an error status.
     #[error("Vault answered {status} for {path}: {message}")]
     Status {
+        op: Op,
         status: u16,
         path: String,
         message: String,
@@ -27,7 +33,14 @@ pub enum VaultError {
     },
     /// No answer: connection refused, reset, TLS failure, timeout.
     #[error("Vault request to {path} failed: {reason}")]
-    Transport { path: String, reason: String },
+    Transport {
+        op: Op,
+        path: String,
+        reason: String,
+    },
+    /// Not sent: the server failed a moment ago and has not answered its health check since.
+    #[error("Vault is unavailable ({last}); waiting for it to answer its health check")]
+    Unavailable { op: Op, last: String },
     /// The service-account JWT could not be read.
     #[error("cannot read the service-account token {path}: {reason}")]
     Jwt { path: String, reason: String },
@@ -37,14 +50,31 @@ pub enum VaultError {
     /// The secret path is not usable (empty, or no mount segment).
     #[error("invalid Vault key {key:?}: {reason}")]
     InvalidKey { key: String, reason: String },
+    /// The path is not in a KV secrets engine of the expected version; never read.
+    #[error("{path} is not readable as KV v{kv_version}: {reason}")]
+    NotKv {
+        path: String,
+        kv_version: u8,
+        reason: String,
+    },
 }
 
 impl VaultError {
     /// 412 (not yet replicated), 429 (rate limited), 5xx (sealed, standby, overloaded) and
-    /// transport errors are worth another try; 400/403/404 are not.
+    /// transport errors are worth another try of the same request; 400/403/404 are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             VaultError::Status { status, .. } => *status == 412 || *status == 429 || *status >= 500,
+            VaultError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The server itself is down or unreachable (not one path's problem): sealed, standby
+    /// without an active node, a proxy that cannot reach it, no connection. Trips the breaker.
+    pub fn is_server_down(&self) -> bool {
+        match self {
+            VaultError::Status { status, .. } => matches!(status, 502..=504),
             VaultError::Transport { .. } => true,
             _ => false,
         }
@@ -57,6 +87,22 @@ impl VaultError {
         }
     }
 
+    /// The request the error came from; `Login` for a JWT that could not be read.
+    pub fn op(&self) -> Option<Op> {
+        match self {
+            VaultError::Status { op, .. }
+            | VaultError::Transport { op, .. }
+            | VaultError::Unavailable { op, .. } => Some(*op),
+            VaultError::Jwt { .. } => Some(Op::Login),
+            _ => None,
+        }
+    }
+
+    /// A failure to obtain or keep a token (login, renewal, token check), as opposed to a read.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.op(), Some(Op::Login | Op::Renew | Op::Lookup))
+    }
+
     /// A bounded label for metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -66,9 +112,11 @@ impl VaultError {
             VaultError::Status { status, .. } if *status >= 500 => "server_error",
             VaultError::Status { .. } => "client_error",
             VaultError::Transport { .. } => "transport_error",
+            VaultError::Unavailable { .. } => "unavailable",
             VaultError::Jwt { .. } => "jwt_error",
             VaultError::Decode { .. } => "decode_error",
             VaultError::InvalidKey { .. } => "invalid_key",
+            VaultError::NotKv { .. } => "not_kv",
         }
     }
 }
