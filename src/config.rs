@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::controller::namespaces::GuardConfig;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid value for {var}: {reason}")]
 pub struct ConfigError {
@@ -53,6 +55,9 @@ pub struct Config {
     pub vault_max_retries: usize,
     /// `LEADER_ELECT` and friends; `None` when off (one replica).
     pub leader_election: Option<LeaderElection>,
+    /// KES's namespace guard: `NAMING_PERMITTED_ANNOTATION`, `ROLE_PERMITTED_ANNOTATION`,
+    /// `ENFORCE_NAMESPACE_ANNOTATIONS` (set to anything = on, as KES tested its presence).
+    pub namespace_guard: GuardConfig,
 }
 
 /// Lease-based leader election between replicas: only the holder syncs and writes.
@@ -190,6 +195,14 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_JWT_PATH)),
             sync_concurrency,
             vault_max_retries: parse_num(&get, "VAULT_MAX_RETRIES", 4)?,
+            namespace_guard: GuardConfig {
+                naming_annotation: get("NAMING_PERMITTED_ANNOTATION").unwrap_or_else(|| {
+                    "externalsecrets.kubernetes-client.io/permitted-key-name".into()
+                }),
+                role_annotation: get("ROLE_PERMITTED_ANNOTATION")
+                    .unwrap_or_else(|| "iam.amazonaws.com/permitted".into()),
+                enforce: get("ENFORCE_NAMESPACE_ANNOTATIONS").is_some(),
+            },
         })
     }
 
@@ -260,6 +273,15 @@ mod tests {
         assert_eq!(c.poll_interval, Duration::from_secs(10));
         assert_eq!(c.token_renew_threshold, Duration::from_secs(30));
         assert_eq!(c.watch_timeout, Duration::from_secs(60));
+        assert!(!c.namespace_guard.enforce);
+        assert_eq!(
+            c.namespace_guard.naming_annotation,
+            "externalsecrets.kubernetes-client.io/permitted-key-name"
+        );
+        assert_eq!(
+            c.namespace_guard.role_annotation,
+            "iam.amazonaws.com/permitted"
+        );
         assert!(c.watched_namespaces.is_empty());
         assert_eq!(c.metrics_port, 3001);
         assert_eq!(c.log_message_key, "msg");
@@ -297,6 +319,27 @@ mod tests {
         assert!(c.vault_skip_verify);
         assert_eq!(c.token_renew_threshold, Duration::from_secs(90));
         assert_eq!(c.log_level, "error");
+    }
+
+    #[test]
+    fn namespace_guard_settings_as_kes() {
+        // KES tested the variable's presence: any value turns enforcement on.
+        for v in ["true", "false", "1"] {
+            assert!(
+                cfg(&[("ENFORCE_NAMESPACE_ANNOTATIONS", v)])
+                    .unwrap()
+                    .namespace_guard
+                    .enforce,
+                "{v}"
+            );
+        }
+        let c = cfg(&[
+            ("NAMING_PERMITTED_ANNOTATION", "example.com/keys"),
+            ("ROLE_PERMITTED_ANNOTATION", "example.com/roles"),
+        ])
+        .unwrap();
+        assert_eq!(c.namespace_guard.naming_annotation, "example.com/keys");
+        assert_eq!(c.namespace_guard.role_annotation, "example.com/roles");
     }
 
     #[test]

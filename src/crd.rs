@@ -165,6 +165,21 @@ fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+impl ExternalSecretSpec {
+    /// Every Vault key the spec reads (`data[].key`, `dataFrom`, `dataFromWithOptions[].key`),
+    /// as KES's namespace guard checks them.
+    pub fn vault_keys(&self) -> impl Iterator<Item = &str> {
+        let data = self.data.iter().flatten().filter_map(|d| d.key.as_deref());
+        let from = self.data_from.iter().flatten().map(String::as_str);
+        let with = self
+            .data_from_with_options
+            .iter()
+            .flatten()
+            .map(|d| d.key.as_str());
+        from.chain(with).chain(data)
+    }
+}
+
 impl ExternalSecret {
     /// The backend, `vault` when the manifest leaves it out.
     pub fn backend(&self) -> BackendType {

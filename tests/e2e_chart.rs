@@ -155,9 +155,22 @@ async fn namespaced_chart_syncs_inside_and_is_refused_outside() {
         "chart-ns",
         &["--set", "scope.namespaces={chart-team-a}"],
     );
+    // The one ClusterRole reads the watched Namespace by name (KES's guard), nothing else.
+    let cluster_roles: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|d| d.contains("\nkind: ClusterRole\n"))
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:?}");
     assert!(
-        !rendered.contains("\nkind: ClusterRole\n"),
-        "no cluster-wide role in namespaced mode"
+        cluster_roles[0].contains("resources: [namespaces]")
+            && cluster_roles[0].contains("resourceNames: [chart-team-a]")
+            && !cluster_roles[0].contains("resources: [secrets]"),
+        "{}",
+        cluster_roles[0]
+    );
+    assert!(
+        !rendered.contains("system:auth-delegator"),
+        "no cluster-wide auth-delegator binding unless asked"
     );
 
     // The chart's own ServiceAccount: its TokenRequest token is the Kubernetes and Vault credential.

@@ -4,6 +4,7 @@
 
 mod gate;
 mod leader;
+pub mod namespaces;
 mod run;
 pub mod schedule;
 mod secret_index;
@@ -30,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::render::{self, Defaults, WriteDecision};
 use crate::vault::KvReader;
 use gate::{Gate, Lane};
+use namespaces::{Known, NamespaceIndex};
 use secret_index::SecretIndex;
 use status::Outcome;
 
@@ -54,6 +56,8 @@ pub struct Shared {
     /// This replica may write (it holds the Lease, or leader election is off). Checked before
     /// every write, so a replica that loses the Lease stops writing at once.
     leading: AtomicBool,
+    /// KES's namespace guard: the annotations of the watched Namespaces.
+    pub namespaces: NamespaceIndex,
 }
 
 /// What we remember of each ExternalSecret (by uid) between syncs. No secret values: the
@@ -93,6 +97,7 @@ impl Shared {
             reporter,
             objects: Mutex::new(HashMap::new()),
             leading: AtomicBool::new(false),
+            namespaces: NamespaceIndex::default(),
         }
     }
 
@@ -131,6 +136,39 @@ impl Shared {
             }
             false
         });
+    }
+
+    /// Uids of the ExternalSecrets whose last sync failed (to reschedule when Vault recovers).
+    pub fn failing(&self) -> HashSet<String> {
+        self.objects()
+            .iter()
+            .filter(|(_, st)| st.failures > 0)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
+    /// KES's namespace guard for this object (`reconcile` waits for the Namespaces' list).
+    fn namespace_permits(&self, es: &ExternalSecret) -> Result<(), Error> {
+        let ns = es.namespace().unwrap_or_default();
+        let guard = match self.namespaces.lookup(&ns) {
+            Known::Pending => {
+                return Err(Error::Forbidden(format!(
+                    "the annotations of Namespace {ns} are not known yet"
+                )))
+            }
+            Known::Unreadable(why) => {
+                return Err(Error::Forbidden(format!(
+                    "cannot read Namespace {ns} to check its annotations ({why}); denied until it can be read"
+                )))
+            }
+            Known::Guard(g) => g,
+        };
+        let req = namespaces::Request {
+            keys: es.spec.vault_keys().collect(),
+            role: es.spec.vault_role.as_deref().filter(|r| !r.is_empty()),
+        };
+        namespaces::check(&self.config.namespace_guard, &ns, guard.as_ref(), &req)
+            .map_err(Error::Forbidden)
     }
 
     /// Publishes how many syncs wait for a slot, per lane.
@@ -219,6 +257,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let Some(uid) = es.uid() else {
         return Ok(Action::await_change());
     };
+    if !shared.namespaces.settled() {
+        // KES's guard cannot be decided before the Namespaces are listed (readiness waits for
+        // it too); nothing is read or written meanwhile.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let lane = shared.lane(&es);
     let _slot = shared.gate.acquire(lane).await;
     shared.objects().entry(uid.clone()).or_default().generation = es.meta().generation;
@@ -318,6 +361,8 @@ pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> 
 /// Reads, renders and writes. Returns what was written and the object's poll phase.
 async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written, u64), Error> {
     let shared = &ctx.shared;
+    // Denied objects read nothing from Vault and leave their Secret as it is.
+    shared.namespace_permits(es)?;
     let plan = render::plan(es, &shared.defaults)?;
     let phase = schedule::phase_key(&plan.sources[0].read().api_path);
 

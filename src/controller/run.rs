@@ -10,13 +10,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{error_policy, reconcile, Context, SecretIndex, Shared, MANAGER};
 use crate::config::Config;
@@ -37,6 +37,11 @@ const STARTED_SYNCS: u16 = 1024;
 
 /// How long in-flight syncs may take to finish after SIGTERM before we stop waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// When Vault (or a login) works again, the objects that failed are rescheduled at once, spread
+/// over this much time in `RECOVERY_STEPS` batches rather than each waiting out its backoff.
+const RECOVERY_SPREAD: Duration = Duration::from_secs(2);
+const RECOVERY_STEPS: u32 = 20;
 
 /// How long one Vault read answers other syncs of the same path. Short, so a change in Vault
 /// reaches the Secret within one poll interval plus this; phase-aligned polling makes objects
@@ -65,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.token_renew_threshold,
     ));
     let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
+    let recoveries = tokens.http().breaker().recoveries();
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -133,23 +139,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut loops = Vec::new();
     let mut es_stores = Vec::new();
     let mut secret_indexes = Vec::new();
-    for scope in scopes {
+    let mut retrigger = Retrigger::default();
+    for scope in &scopes {
+        let (tx, rx) = mpsc::unbounded_channel();
         let (fut, es_store, secret_index) = scope_controller(
             shared.clone(),
-            scope,
+            scope.clone(),
             shutdown_rx.clone(),
             config.leader_election.is_some().then(|| elected_rx.clone()),
+            rx,
         );
         loops.push(fut);
+        retrigger.scopes.push((es_store.clone(), tx));
         es_stores.push(es_store);
         secret_indexes.push(secret_index);
     }
+    let retrigger = Arc::new(retrigger);
+    for scope in scopes {
+        tokio::spawn(namespace_watch(shared.clone(), scope, retrigger.clone()));
+    }
+    tokio::spawn(reschedule_on_recovery(
+        shared.clone(),
+        recoveries,
+        retrigger.clone(),
+    ));
 
     // Ready once every initial list has been seen (Kubernetes readiness semantics: we can do
     // useful work). Vault reachability is reported per object in status, not here: a Vault
     // outage must not take every replica out of its Service.
     {
         let health = health.clone();
+        let shared_ready = shared.clone();
         let (es_stores, secret_indexes) = (es_stores.clone(), secret_indexes.clone());
         tokio::spawn(async move {
             // Polled rather than awaited once: a `wait_until_ready` future started before the
@@ -162,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 for s in &secret_indexes {
                     ready &= s.listed();
                 }
+                ready &= shared_ready.namespaces.settled();
                 if ready {
                     break;
                 }
@@ -221,6 +242,7 @@ fn scope_controller(
     scope: Option<String>,
     shutdown: watch::Receiver<bool>,
     elected: Option<watch::Receiver<bool>>,
+    retriggered: mpsc::UnboundedReceiver<ObjectRef<ExternalSecret>>,
 ) -> ScopeParts {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
@@ -285,8 +307,12 @@ fn scope_controller(
         secrets: secrets.clone(),
     });
     let mut shutdown = shutdown;
+    let retriggered = futures::stream::unfold(retriggered, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
     let mut controller = Controller::for_stream(es_stream, es_store.clone())
-        .with_config(controller::Config::default().concurrency(STARTED_SYNCS));
+        .with_config(controller::Config::default().concurrency(STARTED_SYNCS))
+        .reconcile_on(retriggered);
     if let Some(elected) = elected {
         // Followers ignore their triggers; on election, reconcile everything once.
         controller = controller.reconcile_all_on(leader::on_election(elected));
@@ -314,6 +340,108 @@ fn scope_controller(
     }
     .boxed();
     (fut, es_store, secrets)
+}
+
+/// Sends ExternalSecrets back to their scope's controller loop out of schedule: when their
+/// Namespace's guard changed, or when Vault (or a login) works again after failing.
+#[derive(Default)]
+struct Retrigger {
+    scopes: Vec<(
+        Store<ExternalSecret>,
+        mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
+    )>,
+}
+
+impl Retrigger {
+    /// The objects `pick` selects, per scope.
+    fn select(
+        &self,
+        pick: impl Fn(&ExternalSecret) -> bool,
+    ) -> Vec<(
+        ObjectRef<ExternalSecret>,
+        &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
+    )> {
+        self.scopes
+            .iter()
+            .flat_map(|(store, tx)| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|es| pick(es))
+                    .map(move |es| (ObjectRef::from_obj(es.as_ref()), tx))
+            })
+            .collect()
+    }
+}
+
+/// The Namespaces of one scope (all, or the one watched namespace: a namespaced install may
+/// `get`/`list`/`watch` only those, by name), metadata only, into `Shared::namespaces`. A
+/// Namespace whose guard changes has its ExternalSecrets looked at again.
+async fn namespace_watch(shared: Arc<Shared>, scope: Option<String>, retrigger: Arc<Retrigger>) {
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(shared.client.clone());
+    let mut wc = watcher::Config::default();
+    if let Some(ns) = &scope {
+        wc = wc.fields(&format!("metadata.name={ns}"));
+    }
+    let guard_cfg = shared.config.namespace_guard.clone();
+    let mut events = std::pin::pin!(watcher(api, wc).default_backoff());
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(ev) => {
+                let changed = shared.namespaces.apply(&guard_cfg, ev);
+                if !changed.is_empty() && shared.namespaces.listed() {
+                    for (r, tx) in retrigger
+                        .select(|es| es.namespace().is_some_and(|ns| changed.contains(&ns)))
+                    {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+            Err(e) => {
+                // Only a refusal denies (fail closed); a transient error keeps the last list.
+                if let watcher::Error::InitialListFailed(kube::Error::Api(s))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+                | watcher::Error::WatchFailed(kube::Error::Api(s)) = &e
+                {
+                    if s.code == 401 || s.code == 403 {
+                        shared
+                            .namespaces
+                            .watch_failed(format!("{} {}", s.code, s.reason));
+                    }
+                }
+                tracing::warn!(namespace = ?scope, error = %e,
+                    "Namespace watch error; retrying");
+            }
+        }
+    }
+}
+
+/// When the breaker closes or a failing login works again, the objects whose last sync failed
+/// are rescheduled at once, spread over `RECOVERY_SPREAD`: recovery follows Vault, not each
+/// object's backoff.
+async fn reschedule_on_recovery(
+    shared: Arc<Shared>,
+    mut recoveries: watch::Receiver<u64>,
+    retrigger: Arc<Retrigger>,
+) {
+    while recoveries.changed().await.is_ok() {
+        let failing = shared.failing();
+        if failing.is_empty() {
+            continue;
+        }
+        let picked = retrigger.select(|es| es.uid().is_some_and(|u| failing.contains(&u)));
+        tracing::info!(
+            objects = picked.len(),
+            "Vault works again: rescheduling the objects that failed"
+        );
+        let batch = picked.len().div_ceil(RECOVERY_STEPS as usize).max(1);
+        for chunk in picked.chunks(batch) {
+            for (r, tx) in chunk {
+                let _ = tx.send(r.clone());
+            }
+            tokio::time::sleep(RECOVERY_SPREAD / RECOVERY_STEPS).await;
+        }
+    }
 }
 
 async fn store_ready<K>(store: &Store<K>) -> bool

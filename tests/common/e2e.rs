@@ -84,6 +84,31 @@ impl World {
             .await;
     }
 
+    /// The controllers' requests to `path` in OpenBao's audit log so far.
+    pub fn vault_requests(&self, path: &str) -> usize {
+        let log = PathBuf::from(env("BAO_AUDIT_LOG"));
+        super::client_requests(&log)
+            .iter()
+            .filter(|v| v["request"]["path"] == path)
+            .count()
+    }
+
+    /// Sets (Some) or removes (None) annotations of a Namespace.
+    pub async fn annotate_namespace(&self, ns: &str, annotations: &[(&str, Option<&str>)]) {
+        let map: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map_or(Value::Null, |v| json!(v))))
+            .collect();
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": map}})),
+        )
+        .await
+        .unwrap();
+    }
+
     pub fn es_api(&self, ns: &str) -> Api<ExternalSecret> {
         Api::namespaced(self.client.clone(), ns)
     }

@@ -219,18 +219,8 @@ impl Bao {
             .to_string()
     }
 
-    /// Requests not made with the root token (i.e. the controller's), from the audit log.
     fn client_requests(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["type"] == "request")
-            .filter(|v| {
-                !v["auth"]["policies"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|p| p == "root"))
-            })
-            .collect()
+        client_requests(&self.audit_log)
     }
 
     /// Requests in the audit log whose path matches, e.g. `auth/kubernetes/login`.
@@ -280,6 +270,20 @@ impl Bao {
             .output()
             .expect("bao cli")
     }
+}
+
+/// Requests not made with the root token (i.e. the controller's), from an OpenBao audit log.
+pub fn client_requests(audit_log: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "request")
+        .filter(|v| {
+            !v["auth"]["policies"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p == "root"))
+        })
+        .collect()
 }
 
 pub struct JwtSigner {
