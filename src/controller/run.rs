@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
     let recoveries = tokens.http().breaker().recoveries();
+    let outages = tokens.http().breaker().outages();
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -158,9 +159,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for scope in scopes {
         tokio::spawn(namespace_watch(shared.clone(), scope, retrigger.clone()));
     }
-    tokio::spawn(reschedule_on_recovery(
+    tokio::spawn(reschedule_on_vault_events(
         shared.clone(),
         recoveries,
+        outages,
         retrigger.clone(),
     ));
 
@@ -416,24 +418,41 @@ async fn namespace_watch(shared: Arc<Shared>, scope: Option<String>, retrigger: 
     }
 }
 
-/// When the breaker closes or a failing login works again, the objects whose last sync failed
-/// are rescheduled at once, spread over `RECOVERY_SPREAD`: recovery follows Vault, not each
-/// object's backoff.
-async fn reschedule_on_recovery(
+/// Vault's state changes for many objects at once:
+/// - when the breaker closes or a failing login works again, the objects whose last sync failed
+///   are rescheduled at once (recovery follows Vault, not each object's backoff);
+/// - when an outage is confirmed, the objects that have not failed yet are synced (they fail at
+///   once, without a request), so every status shows it within seconds, not at its next poll.
+///
+/// Either way spread over `RECOVERY_SPREAD`.
+async fn reschedule_on_vault_events(
     shared: Arc<Shared>,
     mut recoveries: watch::Receiver<u64>,
+    mut outages: watch::Receiver<u64>,
     retrigger: Arc<Retrigger>,
 ) {
-    while recoveries.changed().await.is_ok() {
+    loop {
+        let recovered = tokio::select! {
+            r = recoveries.changed() => { if r.is_err() { return; } true }
+            r = outages.changed() => { if r.is_err() { return; } false }
+        };
         let failing = shared.failing();
-        if failing.is_empty() {
+        let picked =
+            retrigger.select(|es| es.uid().is_some_and(|u| failing.contains(&u) == recovered));
+        if picked.is_empty() {
             continue;
         }
-        let picked = retrigger.select(|es| es.uid().is_some_and(|u| failing.contains(&u)));
-        tracing::info!(
-            objects = picked.len(),
-            "Vault works again: rescheduling the objects that failed"
-        );
+        if recovered {
+            tracing::info!(
+                objects = picked.len(),
+                "Vault works again: rescheduling the objects that failed"
+            );
+        } else {
+            tracing::warn!(
+                objects = picked.len(),
+                "Vault is down: reporting the outage on every object"
+            );
+        }
         let batch = picked.len().div_ceil(RECOVERY_STEPS as usize).max(1);
         for chunk in picked.chunks(batch) {
             for (r, tx) in chunk {

@@ -6,7 +6,10 @@
 //! outage. Instead the breaker opens: requests fail at once with `Unavailable` (so every object
 //! shows the error within one pass of the queue), one prober asks the unauthenticated
 //! `sys/health` with backoff, and when the server answers again the breaker closes and bumps the
-//! recovery counter, which the controller watches to reschedule the objects that failed.
+//! recovery counter, which the controller watches to reschedule the objects that failed. An
+//! outage that outlasts `OUTAGE_CONFIRM` bumps the outage counter once, so the controller can
+//! sync the objects that have not failed yet (they fail at once, without a request) and every
+//! status shows the outage within seconds instead of at each object's next poll.
 
 use std::sync::Mutex;
 
@@ -14,10 +17,15 @@ use tokio::sync::watch;
 
 use super::{Op, VaultError};
 
+/// How long the server must stay down before the outage is announced to every object; a blip
+/// shorter than this touches only the syncs that ran into it.
+pub const OUTAGE_CONFIRM: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Breaker {
     /// `Some(last error)` while open.
     open: Mutex<Option<String>>,
     recoveries: watch::Sender<u64>,
+    outages: watch::Sender<u64>,
 }
 
 impl Default for Breaker {
@@ -25,6 +33,7 @@ impl Default for Breaker {
         Breaker {
             open: Mutex::new(None),
             recoveries: watch::channel(0).0,
+            outages: watch::channel(0).0,
         }
     }
 }
@@ -75,6 +84,15 @@ impl Breaker {
 
     pub fn recoveries(&self) -> watch::Receiver<u64> {
         self.recoveries.subscribe()
+    }
+
+    /// Announces a confirmed outage (the prober, once per outage).
+    pub fn outage_confirmed(&self) {
+        self.outages.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn outages(&self) -> watch::Receiver<u64> {
+        self.outages.subscribe()
     }
 }
 

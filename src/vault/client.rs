@@ -192,6 +192,8 @@ impl VaultHttp {
         let http = self.clone();
         tokio::spawn(async move {
             let mut pause = PROBE_MIN;
+            let since = tokio::time::Instant::now();
+            let mut announced = false;
             while http.breaker.is_open() {
                 tokio::time::sleep(pause.mul_f64(1.0 + 0.2 * rand::random::<f64>())).await;
                 let probe = http
@@ -215,6 +217,10 @@ impl VaultHttp {
                     tracing::info!("Vault answers its health check again");
                     http.breaker.close();
                     return;
+                }
+                if !announced && since.elapsed() >= super::breaker::OUTAGE_CONFIRM {
+                    announced = true;
+                    http.breaker.outage_confirmed();
                 }
                 pause = (pause * 2).min(PROBE_MAX);
             }
