@@ -9,6 +9,7 @@ mod run;
 pub mod schedule;
 mod secret_index;
 pub mod status;
+mod write_loop;
 
 pub use run::{kube_client, run};
 
@@ -72,6 +73,8 @@ struct ObjectState {
     reason: &'static str,
     /// Last warning Event (message, when), to publish a repeat at most every heartbeat.
     last_warning: Option<(String, Instant)>,
+    /// Our recent restores of a Secret someone else changed (write-loop detection).
+    restores: write_loop::Restores,
 }
 
 impl Shared {
@@ -390,6 +393,9 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
     let known = shared.objects().get(uid).and_then(|s| s.synced.clone());
     if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
         if *fp == fingerprint && rv == cur {
+            if let Some(st) = shared.objects().get_mut(uid) {
+                st.restores.clear();
+            }
             shared
                 .metrics
                 .secret_writes
@@ -398,6 +404,9 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
             return Ok((Written::Unchanged, phase));
         }
     }
+    // Someone else changed the Secret since our last write, and we want the same content as
+    // then: writing now restores it. Counted, to stop a loop with another controller.
+    let restoring = matches!((&known, &current_rv), (Some((fp, rv)), Some(cur)) if *fp == fingerprint && rv != cur);
 
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
     // Our watch has no Secret of that name: create straight away (one request instead of a GET
@@ -414,12 +423,46 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Written,
         }
     } else {
         let existing = api.get_opt(&desired.name).await?;
+        if restoring {
+            check_write_loop(shared, uid, &desired, existing.as_ref())?;
+        }
         write(&api, &desired, existing.as_ref(), shared).await?
     };
     if let Some(rv) = rv {
         shared.objects().entry(uid.to_string()).or_default().synced = Some((fingerprint, rv));
     }
     Ok((written, phase))
+}
+
+/// Before restoring a Secret another writer changed: a third restore within the window is a
+/// loop, so refuse it (and name the other writer); otherwise count this one.
+fn check_write_loop(
+    shared: &Shared,
+    uid: &str,
+    desired: &render::DesiredSecret,
+    existing: Option<&Secret>,
+) -> Result<(), Error> {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    if !matches!(
+        render::decide_write(desired, Some(existing)),
+        Ok(WriteDecision::Update(_))
+    ) {
+        return Ok(());
+    }
+    let now = Instant::now();
+    let mut objects = shared.objects();
+    let st = objects.entry(uid.to_string()).or_default();
+    if st.restores.would_loop(now) {
+        return Err(Error::WriteLoop {
+            name: desired.name.clone(),
+            by: write_loop::other_writer(existing, MANAGER),
+            count: write_loop::LOOP_LIMIT - 1,
+        });
+    }
+    st.restores.count(now, true);
+    Ok(())
 }
 
 /// Creates, replaces or leaves the Secret, as `decide_write` says. Returns what happened and the
