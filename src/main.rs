@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    logging::init(&config.log_level, &config.log_message_key)?;
+    let pino = logging::Pino::from_lookup(|k| std::env::var(k).ok());
+    logging::init(&config.log_level, &config.log_message_key, pino)?;
     controller::run(config).await
 }

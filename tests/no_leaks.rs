@@ -48,6 +48,7 @@ async fn planted_values_and_tokens_never_leak() {
         .with_max_level(tracing::Level::TRACE)
         .event_format(JsonFormat {
             message_key: "msg".into(),
+            pino: None,
         })
         .with_writer(move || writer.clone())
         .finish();
