@@ -165,6 +165,14 @@ async fn planted_values_and_tokens_never_leak() {
         metrics.encode().unwrap()
     );
     let jwt = std::fs::read_to_string(&jwt_path).unwrap();
+    // Fragments too: the base64 decoder names the offending character and its offset, serde
+    // a line and column; none of that may pass through.
+    for fragment in ["Invalid symbol", "offset", "line 1", "column"] {
+        assert!(
+            !everything.contains(fragment),
+            "{fragment:?} of a decoder's message leaked"
+        );
+    }
     for secret in PLANTED
         .iter()
         .copied()
