@@ -124,29 +124,8 @@ contexts:
 current-context: e2e
 KCFG
 
-echo ">> OpenBao on http://127.0.0.1:$BAO_PORT"
-cat > "$E2E_DIR/openbao-audit.hcl" <<HCL
-audit "file" "file" {
-  options {
-    file_path = "$E2E_DIR/logs/openbao-audit.log"
-  }
-}
-HCL
-start openbao "$bao" server -dev -dev-kv-v1 -dev-root-token-id=root \
-  -dev-listen-address="127.0.0.1:$BAO_PORT" -config="$E2E_DIR/openbao-audit.hcl"
-export BAO_ADDR=http://127.0.0.1:$BAO_PORT BAO_TOKEN=root
-wait_for 30 openbao curl -sf "$BAO_ADDR/v1/sys/health"
-b() { "$bao" "$@" >/dev/null; }
-b secrets enable -path=kv -version=2 kv
-b policy write readonly - <<'HCL'
-path "secret/*" { capabilities = ["read", "list"] }
-path "kv/*" { capabilities = ["read", "list"] }
-HCL
-b auth enable kubernetes
-b write auth/kubernetes/config kubernetes_host="https://127.0.0.1:$API_PORT" \
-  kubernetes_ca_cert=@"$pki/ca.crt" token_reviewer_jwt=@"$E2E_DIR/reviewer.jwt"
-b write auth/kubernetes/role/k8s-role bound_service_account_names=vault-external-secrets \
-  bound_service_account_namespaces=vault-external-secrets policies=readonly ttl=1h
+bash "$root/e2e/openbao.sh" "$BAO_PORT"
+BAO_ADDR=http://127.0.0.1:$BAO_PORT
 
 cat > "$E2E_DIR/env" <<ENV
 # source this file to use the e2e world by hand

@@ -328,24 +328,26 @@ async fn short_ttl_token_is_renewed_not_replaced() {
 #[tokio::test]
 async fn capped_token_logs_in_again_near_max_ttl() {
     let bao = Bao::start().await;
-    // ttl 4 s, max 5 s: the first renewal is capped (1 s), after which we log in instead.
-    let signer = bao.enable_jwt_auth("capped", "4s", "5s").await;
+    // ttl 8 s, max 10 s: the renewal is capped, after which we log in instead (and revoke).
+    let signer = bao.enable_jwt_auth("capped", "8s", "10s").await;
     let client = Client::new(&bao, &[]);
     signer.write(&client.jwt_path, "sa");
     bao.put_kv1("x", json!({"a": "1"})).await;
     let key = read_key("capped", "secret/x", 1);
     client.kv.read(&key).await.unwrap();
     let first = client.tokens.accessors().await;
-    // 2.5 s in, 1.5 s left (< half the lease): renewed, but only up to the max TTL (2.5 s).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // 5 s in, 3 s left (< half the lease): renewed, but only up to the max TTL (~5 s).
+    tokio::time::sleep(Duration::from_millis(5000)).await;
     client.kv.read(&key).await.unwrap();
     assert_eq!(bao.audit_requests("auth/token/renew-self"), 1);
-    // 1.4 s later, capped and below the threshold again (half of the 2 s renewal): a new login.
-    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 1);
+    // 3.5 s later, ~1.5 s left of the capped renewal (below half of it): a new login.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     client.kv.read(&key).await.unwrap();
-    assert!(bao.audit_requests("auth/kubernetes/login") >= 2);
+    assert_eq!(bao.audit_requests("auth/kubernetes/login"), 2);
     // The replaced token was revoked, not left to expire.
-    assert!(bao.audit_requests("auth/token/revoke-self") >= 1);
+    assert_eq!(bao.audit_requests("auth/token/revoke-self"), 1);
+    assert!(!bao.accessor_alive(&first[0]).await);
     assert_ne!(client.tokens.accessors().await, first);
     assert_eq!(client.count("read", "forbidden"), 0);
 }

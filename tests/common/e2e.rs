@@ -84,6 +84,34 @@ impl World {
             .await;
     }
 
+    /// Unseals OpenBao with the key of its latest start (the fault test restarts it).
+    pub async fn unseal(&self) {
+        let log = std::fs::read_to_string(self.dir.join("logs/openbao.log")).unwrap();
+        let key = log
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Unseal Key: "))
+            .last()
+            .expect("unseal key in the OpenBao log")
+            .trim()
+            .to_string();
+        self.bao("PUT", "sys/unseal", json!({ "key": key })).await;
+    }
+
+    /// `e2e/fault.sh ARGS` (pause/resume/kill a component, restart OpenBao).
+    pub fn fault(&self, args: &[&str]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/fault.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fault.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The controllers' requests to `path` in OpenBao's audit log so far.
     pub fn vault_requests(&self, path: &str) -> usize {
         let log = PathBuf::from(env("BAO_AUDIT_LOG"));
