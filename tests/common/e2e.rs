@@ -89,8 +89,8 @@ impl World {
         let log = std::fs::read_to_string(self.dir.join("logs/openbao.log")).unwrap();
         let key = log
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("Unseal Key: "))
-            .last()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
             .expect("unseal key in the OpenBao log")
             .trim()
             .to_string();
