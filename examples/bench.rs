@@ -340,7 +340,7 @@ impl RssPhases {
 async fn create_external_secrets(client: &Client, a: &Args, prefix: &str) -> Result<()> {
     futures::stream::iter(0..a.n)
         .map(|i| {
-            let api: Api<vault_external_secrets::crd::ExternalSecret> =
+            let api: Api<vault_external_secrets::api::kes::crd::ExternalSecret> =
                 Api::namespaced(client.clone(), &format!("{prefix}-{}", i % NAMESPACES));
             async move {
                 let (path, role, items) = layout(i, a.paths);
@@ -364,7 +364,7 @@ fn external_secret(
     path: usize,
     role: &str,
     items: usize,
-) -> Result<vault_external_secrets::crd::ExternalSecret> {
+) -> Result<vault_external_secrets::api::kes::crd::ExternalSecret> {
     let data: Vec<Value> = ["a", "b", "c"][..items]
         .iter()
         .map(|p| json!({"name": p, "key": vault_key(path), "property": p}))
@@ -481,7 +481,7 @@ async fn main() -> Result<()> {
     let raw_es = raw_es_start.elapsed();
     eprintln!("raw ExternalSecret creates: {raw_es:?}");
     for ns in 0..NAMESPACES {
-        let api: Api<vault_external_secrets::crd::ExternalSecret> =
+        let api: Api<vault_external_secrets::api::kes::crd::ExternalSecret> =
             Api::namespaced(client.clone(), &format!("bench-raw-{ns}"));
         api.delete_collection(&Default::default(), &ListParams::default())
             .await?;

@@ -1,15 +1,19 @@
-//! vault-external-secrets: syncs Vault / OpenBao secrets into Kubernetes Secrets from
-//! kubernetes-external-secrets (KES) `ExternalSecret` manifests.
+//! vault-external-secrets: syncs Vault / OpenBao secrets into Kubernetes Secrets.
+//!
+//! The flow, one module each: `api` (front-ends: KES's ExternalSecret → `engine::SyncSpec`),
+//! `engine` (plan the Vault reads, fetch them through `vault`, render the desired Secret, write
+//! it), `controller` (watches, scheduling, per-object state, status and Events); `config`,
+//! `metrics`, `http` and `logging` at the edges.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod controller;
-pub mod crd;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod logging;
 pub mod metrics;
-pub mod render;
 pub mod vault;
 
 pub use error::Error;

@@ -1,7 +1,7 @@
 //! `crds/` must be exactly what the Rust types generate (run `cargo run --bin crdgen`).
 
 use kube::CustomResourceExt;
-use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::api::kes::crd::ExternalSecret;
 
 #[test]
 fn crds_match_the_types() {

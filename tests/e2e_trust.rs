@@ -136,15 +136,24 @@ async fn hostile_specs_read_nothing_and_mint_nothing() {
     let w = World::get().await;
     let ns = w.namespace("e2e-hostile").await;
     w.put_kv2("e2e-hostile/a", json!({"v": "1"})).await;
+    // A role of its own: the audit log tells its requests from the parallel tests'.
+    w.bao(
+        "POST",
+        "auth/kubernetes/role/hostile-role",
+        json!({"bound_service_account_names": ["vault-external-secrets"],
+               "bound_service_account_namespaces": ["vault-external-secrets"],
+               "policies": ["readonly"], "ttl": "1h"}),
+    )
+    .await;
     let _ctl = Controller::start(&w, "hostile", &[("WATCHED_NAMESPACES", &ns)]);
     let cases = [
-        ("token", "spec: {vaultRole: k8s-role, kvVersion: 1, dataFrom: [auth/token/lookup-self]}", "auth/"),
-        ("acl", "spec: {vaultRole: k8s-role, kvVersion: 1, dataFrom: [sys/internal/ui/resultant-acl]}", "sys/"),
-        ("cubby", "spec: {vaultRole: k8s-role, kvVersion: 1, data: [{name: v, key: cubbyhole/x}]}", "cubbyhole/"),
-        ("mount", "spec: {vaultRole: k8s-role, vaultMountPoint: ../token, data: [{name: v, key: kv/e2e-hostile/a}]}", "vaultMountPoint"),
-        ("satoken", "spec: {vaultRole: k8s-role, template: {type: kubernetes.io/service-account-token, metadata: {annotations: {kubernetes.io/service-account.name: default}}}, data: [{name: v, key: kv/e2e-hostile/a, property: v}]}", "service-account-token"),
+        ("token", "spec: {vaultRole: hostile-role, kvVersion: 1, dataFrom: [auth/token/lookup-self]}", "auth/"),
+        ("acl", "spec: {vaultRole: hostile-role, kvVersion: 1, dataFrom: [sys/internal/ui/resultant-acl]}", "sys/"),
+        ("cubby", "spec: {vaultRole: hostile-role, kvVersion: 1, data: [{name: v, key: cubbyhole/x}]}", "cubbyhole/"),
+        ("mount", "spec: {vaultRole: hostile-role, vaultMountPoint: ../token, data: [{name: v, key: kv/e2e-hostile/a}]}", "vaultMountPoint"),
+        ("satoken", "spec: {vaultRole: hostile-role, template: {type: kubernetes.io/service-account-token, metadata: {annotations: {kubernetes.io/service-account.name: default}}}, data: [{name: v, key: kv/e2e-hostile/a, property: v}]}", "service-account-token"),
         // A KV mount read with the wrong version: refused by the mount check, not read.
-        ("version", "spec: {vaultRole: k8s-role, kvVersion: 1, data: [{name: v, key: kv/e2e-hostile/a}]}", "kvVersion to 2"),
+        ("version", "spec: {vaultRole: hostile-role, kvVersion: 1, data: [{name: v, key: kv/e2e-hostile/a}]}", "kvVersion to 2"),
     ];
     for (name, spec, _) in &cases {
         w.apply_es(
@@ -179,7 +188,11 @@ async fn hostile_specs_read_nothing_and_mint_nothing() {
         "token/login",
         "kv/e2e-hostile/a",
     ] {
-        assert_eq!(w.vault_requests(path), 0, "{path} was requested");
+        assert_eq!(
+            w.vault_requests_as(path, Some("hostile-role")),
+            0,
+            "{path} was requested"
+        );
     }
 }
 

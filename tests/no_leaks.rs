@@ -12,12 +12,13 @@ use std::time::Duration;
 use common::Bao;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use vault_external_secrets::api::kes::crd::ExternalSecret;
+use vault_external_secrets::api::kes::status::{next_status, Outcome};
+use vault_external_secrets::api::kes::{translate, Defaults};
 use vault_external_secrets::config::Config;
-use vault_external_secrets::controller::status::{next_status, Outcome};
-use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::engine::fetch_and_render;
 use vault_external_secrets::logging::JsonFormat;
 use vault_external_secrets::metrics::Metrics;
-use vault_external_secrets::render::{self, Defaults};
 use vault_external_secrets::vault::{AuthKey, KvReader, TokenCache, VaultHttp};
 
 #[derive(Clone, Default)]
@@ -105,19 +106,7 @@ async fn planted_values_and_tokens_never_leak() {
         let mut es = ExternalSecret::new("leak", serde_json::from_str(m).unwrap());
         es.metadata.namespace = Some("default".into());
         es.metadata.uid = Some("uid".into());
-        let result = async {
-            let plan = render::plan(&es, &defaults)?;
-            let mut fetched = BTreeMap::new();
-            for s in &plan.sources {
-                let d = kv
-                    .read(s.read())
-                    .await
-                    .map_err(|e| vault_external_secrets::Error::from_vault(s.key(), e))?;
-                fetched.insert(s.read().clone(), d);
-            }
-            render::render(&es, &plan, &fetched)
-        }
-        .await;
+        let result = async { fetch_and_render(&kv, &translate(&es, &defaults)?).await }.await;
         match result {
             Ok(desired) => {
                 successes += 1;

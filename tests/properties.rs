@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use vault_external_secrets::crd::{ExternalSecret, ExternalSecretSpec};
-use vault_external_secrets::render::{self, Defaults};
+use vault_external_secrets::api::kes::crd::{ExternalSecret, ExternalSecretSpec};
+use vault_external_secrets::api::kes::{translate, Defaults};
+use vault_external_secrets::engine::{plan, render};
 use vault_external_secrets::vault::{check_read_path, kv_api_path, SecretData};
 
 /// Characters no message template of ours contains: a value made of them can be searched for.
@@ -32,16 +33,15 @@ fn defaults() -> Defaults {
 /// Plans `spec`, answers every read with `fields`, and renders.
 fn run(spec: Value, fields: &Map<String, Value>) -> Option<Result<String, String>> {
     let es = es(spec)?;
-    let plan = match render::plan(&es, &defaults()) {
+    let spec = match translate(&es, &defaults()) {
         Ok(p) => p,
         Err(e) => return Some(Err(e.to_string())),
     };
-    let fetched = plan
-        .reads()
+    let fetched = plan::reads(&spec)
         .map(|r| (r, Arc::new(SecretData(fields.clone()))))
         .collect::<BTreeMap<_, _>>();
     Some(
-        render::render(&es, &plan, &fetched)
+        render::render(&spec, &fetched)
             .map(|d| format!("{d:?}"))
             .map_err(|e| e.to_string()),
     )

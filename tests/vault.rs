@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use common::{Bao, JwtSigner};
 use serde_json::json;
+use vault_external_secrets::api::kes::crd::ExternalSecret;
+use vault_external_secrets::api::kes::{translate, Defaults};
 use vault_external_secrets::config::Config;
-use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::engine::{fetch_and_render, DesiredSecret};
 use vault_external_secrets::metrics::Metrics;
-use vault_external_secrets::render::{self, Defaults};
 use vault_external_secrets::vault::{
     kv_api_path, AuthKey, KvReader, ReadKey, TokenCache, VaultError, VaultHttp,
 };
@@ -103,22 +104,13 @@ fn es(yaml: &str) -> ExternalSecret {
 async fn sync_es(
     client: &Client,
     es: &ExternalSecret,
-) -> Result<render::DesiredSecret, vault_external_secrets::Error> {
+) -> Result<DesiredSecret, vault_external_secrets::Error> {
     let defaults = Defaults {
         mount_point: "kubernetes".into(),
         role: None,
     };
-    let plan = render::plan(es, &defaults)?;
-    let mut fetched = BTreeMap::new();
-    for source in &plan.sources {
-        let data = client
-            .kv
-            .read(source.read())
-            .await
-            .map_err(|e| vault_external_secrets::Error::from_vault(source.key(), e))?;
-        fetched.insert(source.read().clone(), data);
-    }
-    render::render(es, &plan, &fetched)
+    // The controller's own path: translate, then the engine's fetch and render.
+    fetch_and_render(&client.kv, &translate(es, &defaults)?).await
 }
 
 #[tokio::test]

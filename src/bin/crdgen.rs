@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use kube::CustomResourceExt;
-use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::api::kes::crd::ExternalSecret;
 
 fn main() -> anyhow::Result<()> {
     let yaml = serde_yaml::to_string(&ExternalSecret::crd())?;

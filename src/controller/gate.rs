@@ -10,14 +10,16 @@
 //! must first pass a one-permit `turnstile`, so at most one of them waits in `slots` at any time
 //! and an urgent sync queues behind that one at most — never behind the whole backlog.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::metrics::Metrics;
 
 /// Why an object is synced now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
-    /// New to this process, spec changed, or its Secret changed: someone is waiting for it.
+    /// New to this process or spec changed: someone is waiting for it.
     Urgent = 0,
     /// A scheduled poll or retry of an object already handled.
     Periodic = 1,
@@ -26,7 +28,8 @@ pub enum Lane {
 pub struct Gate {
     slots: Semaphore,
     turnstile: Semaphore,
-    waiting: [AtomicUsize; 2],
+    /// `queue_depth{lane}`: syncs waiting here, per lane.
+    metrics: Arc<Metrics>,
 }
 
 /// A sync slot; released on drop.
@@ -35,18 +38,18 @@ pub struct Slot<'a> {
 }
 
 impl Gate {
-    pub fn new(slots: usize) -> Self {
+    pub fn new(slots: usize, metrics: Arc<Metrics>) -> Self {
         Gate {
             slots: Semaphore::new(slots.max(1)),
             turnstile: Semaphore::new(1),
-            waiting: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            metrics,
         }
     }
 
     /// Waits for a sync slot in the given lane. `None` only if a semaphore were closed, which
     /// never happens (they are private); the caller then runs without a slot rather than hang.
     pub async fn acquire(&self, lane: Lane) -> Option<Slot<'_>> {
-        let _waiting = Waiting::new(&self.waiting[lane as usize]);
+        let _waiting = Waiting::new(self, lane);
         let permit = match lane {
             Lane::Urgent => self.slots.acquire().await,
             Lane::Periodic => {
@@ -56,16 +59,9 @@ impl Gate {
         };
         permit.ok().map(|p| Slot { _permit: p })
     }
-
-    /// Syncs waiting for a slot in a lane.
-    pub fn waiting(&self, lane: Lane) -> usize {
-        self.waiting[lane as usize].load(Ordering::Relaxed)
-    }
 }
 
 impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Periodic];
-
     /// Metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,31 +71,44 @@ impl Lane {
     }
 }
 
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts a sync waiting in a lane (and the queue-depth gauge) for as long as it lives.
+struct Waiting<'a>(&'a Gate, Lane);
 
 impl<'a> Waiting<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::Relaxed);
-        Waiting(n)
+    fn new(gate: &'a Gate, lane: Lane) -> Self {
+        gate.metrics
+            .queue_depth
+            .with_label_values(&[lane.as_str()])
+            .inc();
+        Waiting(gate, lane)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .metrics
+            .queue_depth
+            .with_label_values(&[self.1.as_str()])
+            .dec();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    fn gate(slots: usize) -> Arc<Gate> {
+        Arc::new(Gate::new(slots, Arc::new(Metrics::new().unwrap())))
+    }
 
     /// With the only slot taken, 20 periodic syncs queue, then 3 urgent ones: once the slot
     /// frees, the urgent ones run before all periodic ones but at most one.
     #[tokio::test(flavor = "current_thread")]
     async fn urgent_overtakes_the_periodic_backlog() {
-        let gate = Arc::new(Gate::new(1));
+        let gate = gate(1);
         let order = Arc::new(Mutex::new(Vec::new()));
         let held = gate.acquire(Lane::Urgent).await;
         let mut tasks = Vec::new();
@@ -114,8 +123,13 @@ mod tests {
             }));
             tokio::task::yield_now().await; // queue in spawn order
         }
-        assert_eq!(gate.waiting(Lane::Periodic), 20);
-        assert_eq!(gate.waiting(Lane::Urgent), 3);
+        let depth = |l: Lane| {
+            gate.metrics
+                .queue_depth
+                .with_label_values(&[l.as_str()])
+                .get()
+        };
+        assert_eq!((depth(Lane::Periodic), depth(Lane::Urgent)), (20, 3));
         drop(held);
         for t in tasks {
             t.await.unwrap();
@@ -134,12 +148,12 @@ mod tests {
             .map(|(i, _)| *i)
             .collect();
         assert_eq!(periodic, (0..20).collect::<Vec<_>>());
-        assert_eq!(gate.waiting(Lane::Periodic) + gate.waiting(Lane::Urgent), 0);
+        assert_eq!((depth(Lane::Periodic), depth(Lane::Urgent)), (0, 0));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn never_more_than_the_slots_run() {
-        let gate = Arc::new(Gate::new(3));
+        let gate = gate(3);
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..12)

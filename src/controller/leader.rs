@@ -7,12 +7,12 @@ use std::time::Duration;
 use futures::Stream;
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
-use prometheus::IntGauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Shared, MANAGER};
+use super::Shared;
 use crate::config::LeaderElection;
+use crate::engine::write::MANAGER;
 
 pub struct Lease {
     /// Ends the forwarding task, which drops the manager's channel; the manager then releases.
@@ -46,7 +46,6 @@ pub async fn start(
     le: &LeaderElection,
     client: Client,
     shared: Arc<Shared>,
-    gauge: IntGauge,
     elected: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Lease> {
@@ -77,14 +76,12 @@ pub async fn start(
                     if changed.is_err() {
                         tracing::error!("lease manager stopped; this replica stops writing");
                         shared.set_leading(false);
-                        gauge.set(0);
                         let _ = elected.send(false);
                         return None;
                     }
                     let leading = *channel.borrow_and_update();
                     // Stop writing before anyone is told, start only after the Lease is ours.
                     shared.set_leading(leading);
-                    gauge.set(i64::from(leading));
                     let _ = elected.send(leading);
                     if leading {
                         tracing::info!("leader election: this replica is the leader");

@@ -1,11 +1,9 @@
 //! Prometheus metrics. KES's two metrics keep their names and labels exactly, so dashboards keep
 //! working; ours are prefixed `vault_external_secrets_` and have bounded labels only.
 
-mod per_object;
-
 use std::time::Instant;
 
-pub use per_object::PerObject;
+use crate::api::kes::metrics::PerObject;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -24,6 +22,7 @@ pub struct Metrics {
     pub sync_failures: IntCounterVec,
     pub syncs_in_flight: IntGauge,
     pub queue_depth: IntGaugeVec,
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -42,7 +41,7 @@ impl Metrics {
         let vault_requests = IntCounterVec::new(
             Opts::new(
                 "vault_external_secrets_vault_requests_total",
-                "Vault requests (after retries) by operation (login, renew, lookup, read, revoke) and outcome",
+                "Vault requests (after retries) by operation (login, renew, lookup, mount, read, revoke, health) and outcome",
             ),
             &["operation", "outcome"],
         )?;
@@ -82,6 +81,11 @@ impl Metrics {
             ),
             &["lane"],
         )?;
+        let leader = IntGauge::new(
+            "vault_external_secrets_leader",
+            "1 while this replica is the leader (or leader election is off), else 0",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
@@ -101,14 +105,14 @@ impl Metrics {
             sync_failures,
             syncs_in_flight,
             queue_depth,
+            leader,
         })
     }
 
-    /// Registers a gauge that belongs to another part (leader status, queue depth).
-    pub fn register_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-        let g = IntGauge::new(name, help)?;
-        self.registry.register(Box::new(g.clone()))?;
-        Ok(g)
+    /// Counts a sync in flight for as long as the guard lives.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.syncs_in_flight.inc();
+        InFlight(&self.syncs_in_flight)
     }
 
     pub fn encode(&self) -> Result<String, prometheus::Error> {
@@ -128,6 +132,14 @@ impl Metrics {
             start: Instant::now(),
             result: "error",
         }
+    }
+}
+
+pub struct InFlight<'a>(&'a IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
-use vault_external_secrets::crd::ExternalSecret;
+use vault_external_secrets::api::kes::crd::ExternalSecret;
 
 use super::free_port;
 
@@ -114,10 +114,17 @@ impl World {
 
     /// The controllers' requests to `path` in OpenBao's audit log so far.
     pub fn vault_requests(&self, path: &str) -> usize {
+        self.vault_requests_as(path, None)
+    }
+
+    /// Requests to `path` made with a token of Vault role `role` (the audit log keeps the
+    /// token's metadata in clear), when given: tests run in parallel against one OpenBao.
+    pub fn vault_requests_as(&self, path: &str, role: Option<&str>) -> usize {
         let log = PathBuf::from(env("BAO_AUDIT_LOG"));
         super::client_requests(&log)
             .iter()
             .filter(|v| v["request"]["path"] == path)
+            .filter(|v| role.is_none_or(|r| v["auth"]["metadata"]["role"] == r))
             .count()
     }
 

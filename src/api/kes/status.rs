@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::crd::{Condition, ExternalSecretStatus};
+use super::crd::{Condition, ExternalSecretStatus};
 
 /// Longest status message kept (the apiserver would take more; people read less).
 const MAX_MESSAGE: usize = 1024;

@@ -3,17 +3,12 @@
 //!
 //! Fields are deliberately lenient (options, int-or-string, free-form `template`): objects written
 //! under KES's CRD are already in etcd, and one object our types could not decode would stall the
-//! whole watch. Semantic checks happen in `render`, per object, and end up in that object's status.
+//! whole watch. Semantic checks happen in `translate`, per object, and end up in that object's status.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// Label put on every Secret we manage; used to watch our Secrets' metadata only.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY_VALUE: &str = "vault-external-secrets";
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -193,7 +188,8 @@ mod tests {
     use kube::CustomResourceExt;
 
     /// The seed walkthrough's manifest, verbatim.
-    pub const SEED_MANIFEST: &str = include_str!("../tests/fixtures/seed-externalsecret.yaml");
+    pub const SEED_MANIFEST: &str =
+        include_str!("../../../tests/fixtures/seed-externalsecret.yaml");
 
     #[test]
     fn seed_manifest_deserializes() {

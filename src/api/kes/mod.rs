@@ -1,0 +1,20 @@
+//! kubernetes-external-secrets' `kubernetes-client.io/v1` ExternalSecret: its CRD (`crd`), the
+//! translation into a `SyncSpec` (`translate`), its status shape (`status`: `SUCCESS` /
+//! `ERROR, …`) and its per-object metrics (`metrics`).
+
+pub mod crd;
+pub mod metrics;
+pub mod status;
+mod translate;
+
+#[cfg(test)]
+mod tests;
+
+pub use translate::{translate, Defaults};
+
+use crd::ExternalSecret;
+
+/// `INSTANCE_ID` against `spec.controllerId`, as KES: equal, where unset equals unset.
+pub fn handles(es: &ExternalSecret, instance_id: Option<&str>) -> bool {
+    es.spec.controller_id.as_deref().filter(|s| !s.is_empty()) == instance_id
+}

@@ -1,0 +1,235 @@
+//! Pure: what the controller remembers of each ExternalSecret between syncs, keyed by uid, and
+//! nothing else holds any of it. No secret values: the fingerprint is a digest of the desired
+//! Secret. The `Ready` reason gauge and KES's per-object series are pruned here too, with the
+//! objects they describe.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::write_loop::Restores;
+use crate::metrics::Metrics;
+
+/// How often the same warning may be published again while it persists.
+pub const WARNING_REPEAT: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct State {
+    /// `metadata.generation` at the last sync attempt: a different one means the spec changed.
+    generation: Option<i64>,
+    /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
+    written: Option<([u8; 32], String)>,
+    failures: u32,
+    /// The `Ready` reason last reported (the gauge counts objects per reason).
+    reason: &'static str,
+    /// Last warning Event (message, when).
+    last_warning: Option<(String, Instant)>,
+    /// Our recent restores of a Secret someone else changed.
+    restores: Restores,
+}
+
+pub struct Objects {
+    map: Mutex<HashMap<String, State>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Objects {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Objects {
+            map: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, State>> {
+        // Poisoning only means a panic elsewhere; the map itself stays consistent.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A sync of generation `generation` starts.
+    pub fn begin(&self, uid: &str, generation: Option<i64>) {
+        self.map().entry(uid.to_string()).or_default().generation = generation;
+    }
+
+    /// Whether a watch event can need a sync: never attempted by this process (new, or a new
+    /// leader), or its spec changed since (generation). Our own status patches cannot.
+    pub fn needs_sync(&self, uid: &str, generation: Option<i64>) -> bool {
+        let attempted = self.map().get(uid).and_then(|st| st.generation);
+        attempted.is_none() || attempted != generation
+    }
+
+    /// What we last wrote or confirmed: (fingerprint, resourceVersion).
+    pub fn written(&self, uid: &str) -> Option<([u8; 32], String)> {
+        self.map().get(uid).and_then(|st| st.written.clone())
+    }
+
+    pub fn record_written(&self, uid: &str, fingerprint: [u8; 32], rv: String) {
+        self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv));
+    }
+
+    /// The sync succeeded: failures and the last warning are forgotten.
+    pub fn succeeded(&self, uid: &str) {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        st.failures = 0;
+        st.last_warning = None;
+    }
+
+    /// The sync failed; returns the number of failures in a row.
+    pub fn failed(&self, uid: &str) -> u32 {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        st.failures = st.failures.saturating_add(1);
+        st.failures
+    }
+
+    /// Uids whose last sync failed.
+    pub fn failing(&self) -> HashSet<String> {
+        self.map()
+            .iter()
+            .filter(|(_, st)| st.failures > 0)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
+    /// Records the `Ready` reason, moving the object between the gauge's reasons.
+    pub fn set_reason(&self, uid: &str, reason: &'static str) {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        if st.reason != reason {
+            if !st.reason.is_empty() {
+                self.metrics.ready.with_label_values(&[st.reason]).dec();
+            }
+            self.metrics.ready.with_label_values(&[reason]).inc();
+            st.reason = reason;
+        }
+    }
+
+    /// Whether a warning should be published now: a new message, or the same one after
+    /// `WARNING_REPEAT`. Records it when so.
+    pub fn warning_due(&self, uid: &str, message: &str, now: Instant) -> bool {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        let repeat = st
+            .last_warning
+            .as_ref()
+            .is_some_and(|(m, at)| m == message && now.duration_since(*at) < WARNING_REPEAT);
+        if !repeat {
+            st.last_warning = Some((message.to_string(), now));
+        }
+        !repeat
+    }
+
+    /// Write-loop bookkeeping: `Some(count)` when one more restore would close a loop, else the
+    /// restore is counted.
+    pub fn restore(&self, uid: &str, now: Instant) -> Option<usize> {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        if st.restores.would_loop(now) {
+            return Some(st.restores.count(now, false));
+        }
+        st.restores.count(now, true);
+        None
+    }
+
+    /// A poll found the Secret as we left it.
+    pub fn undisturbed(&self, uid: &str) {
+        if let Some(st) = self.map().get_mut(uid) {
+            st.restores.clear();
+        }
+    }
+
+    /// Forgets the objects that are gone (deleted, or no longer ours), with their metric
+    /// series. `live` holds the uids still present, `live_names` their names by namespace.
+    pub fn prune(&self, live: &HashSet<String>, live_names: &HashMap<String, HashSet<String>>) {
+        self.metrics
+            .per_object
+            .retain(|ns, name| live_names.get(ns).is_some_and(|names| names.contains(name)));
+        self.map().retain(|uid, st| {
+            if live.contains(uid) {
+                return true;
+            }
+            if !st.reason.is_empty() {
+                self.metrics.ready.with_label_values(&[st.reason]).dec();
+            }
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects() -> Objects {
+        Objects::new(Arc::new(Metrics::new().unwrap()))
+    }
+
+    #[test]
+    fn only_new_objects_and_spec_changes_need_a_sync() {
+        let o = objects();
+        assert!(o.needs_sync("u", Some(1)), "never attempted");
+        assert!(o.needs_sync("u", None), "never attempted, no generation");
+        o.begin("u", Some(3));
+        assert!(!o.needs_sync("u", Some(3)), "status patch or label edit");
+        assert!(o.needs_sync("u", Some(4)), "spec edited");
+    }
+
+    #[test]
+    fn failures_count_and_reset() {
+        let o = objects();
+        assert_eq!(o.failed("u"), 1);
+        assert_eq!(o.failed("u"), 2);
+        assert!(o.failing().contains("u"));
+        o.succeeded("u");
+        assert!(o.failing().is_empty());
+    }
+
+    #[test]
+    fn warnings_are_not_repeated_within_the_window() {
+        let o = objects();
+        let t = Instant::now();
+        assert!(o.warning_due("u", "boom", t));
+        assert!(!o.warning_due("u", "boom", t + Duration::from_secs(10)));
+        assert!(o.warning_due("u", "other", t + Duration::from_secs(11)));
+        assert!(o.warning_due("u", "other", t + Duration::from_secs(11) + WARNING_REPEAT));
+        o.succeeded("u");
+        assert!(
+            o.warning_due("u", "other", t + Duration::from_secs(12)),
+            "after a success"
+        );
+    }
+
+    #[test]
+    fn ready_gauge_follows_reasons_and_pruning() {
+        let o = objects();
+        let gauge = |r: &str| o.metrics.ready.with_label_values(&[r]).get();
+        o.set_reason("a", "SecretSynced");
+        o.set_reason("b", "SecretSynced");
+        o.set_reason("b", "VaultReadFailed");
+        assert_eq!((gauge("SecretSynced"), gauge("VaultReadFailed")), (1, 1));
+        o.metrics.per_object.record("ns", "a", "vault", true);
+        o.metrics.per_object.record("ns", "b", "vault", false);
+        let live: HashSet<String> = ["a".to_string()].into();
+        let names: HashMap<String, HashSet<String>> =
+            [("ns".to_string(), ["a".to_string()].into())].into();
+        o.prune(&live, &names);
+        assert_eq!((gauge("SecretSynced"), gauge("VaultReadFailed")), (1, 0));
+        let text = o.metrics.encode().unwrap();
+        assert!(
+            text.contains("name=\"a\"") && !text.contains("name=\"b\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn restores_close_a_loop_at_the_third() {
+        let o = objects();
+        let t = Instant::now();
+        assert_eq!(o.restore("u", t), None);
+        assert_eq!(o.restore("u", t), None);
+        assert_eq!(o.restore("u", t), Some(2));
+        o.undisturbed("u");
+        assert_eq!(o.restore("u", t), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! One ExternalSecret's turn: gate → namespace guard → KES translate → engine (fetch, render,
+//! write unless nothing changed) → report → next poll or backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::gate::Lane;
+use super::namespaces::{self, Known};
+use super::{report, schedule, write_loop, Context, Shared};
+use crate::api::kes::{self, crd::ExternalSecret};
+use crate::engine::write::{self, Write, MANAGER};
+use crate::engine::{fetch_and_render, plan, DesiredSecret};
+use crate::error::Error;
+
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    if !shared.handles(&es) || es.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if !shared.leading() {
+        // A follower keeps its watches warm; on election every object is reconciled.
+        return Ok(Action::await_change());
+    }
+    let Some(uid) = es.uid() else {
+        return Ok(Action::await_change());
+    };
+    if !shared.namespaces.settled() {
+        // KES's guard cannot be decided before the Namespaces are listed (readiness waits for
+        // it too); nothing is read or written meanwhile.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    // New to this process or spec changed: someone waits for it. Else a poll or a retry.
+    let lane = if shared.needs_sync(&es) {
+        Lane::Urgent
+    } else {
+        Lane::Periodic
+    };
+    let _slot = shared.gate.acquire(lane).await;
+    shared.objects.begin(&uid, es.meta().generation);
+    let span = tracing::info_span!("sync", api = "kes", namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
+    // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
+    // `run::STARTED_SYNCS` of them wait at the gate at once).
+    Box::pin(sync_and_report(es, uid, &ctx).instrument(span)).await
+}
+
+/// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
+async fn sync_and_report(
+    es: Arc<ExternalSecret>,
+    uid: String,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    let _in_flight = shared.metrics.in_flight();
+    let mut timer = shared.metrics.sync_timer();
+    let result = sync(&es, &uid, ctx).await;
+    if matches!(result, Err(Error::NotLeader)) {
+        return Ok(Action::await_change());
+    }
+    match &result {
+        Ok((written, _)) => {
+            timer.success();
+            match written {
+                Write::Create(()) => tracing::info!("created Secret"),
+                Write::Update(()) => tracing::info!("updated Secret"),
+                Write::Unchanged => tracing::debug!("Secret unchanged"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(reason = e.reason(), error = %e, "sync failed");
+            shared
+                .metrics
+                .sync_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+        }
+    }
+    report::report(&es, &uid, shared, result.as_ref().map(|(w, _)| w)).await;
+    let (_, phase) = result?;
+    shared.objects.succeeded(&uid);
+    if shared.config.disable_polling {
+        return Ok(Action::await_change());
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    Ok(Action::requeue(schedule::next_poll(
+        phase,
+        shared.config.poll_interval,
+        now_ms,
+    )))
+}
+
+pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+    let failures = es.uid().map_or(1, |uid| ctx.shared.objects.failed(&uid));
+    Action::requeue(schedule::failure_backoff(
+        failures,
+        err.is_transient(),
+        ctx.shared.config.poll_interval,
+        rand::random::<f64>(),
+    ))
+}
+
+/// KES's namespace guard for this object (`reconcile` waits for the Namespaces' list).
+fn namespace_permits(shared: &Shared, es: &ExternalSecret) -> Result<(), Error> {
+    let ns = es.namespace().unwrap_or_default();
+    let guard = match shared.namespaces.lookup(&ns) {
+        Known::Pending => {
+            return Err(Error::Forbidden(format!(
+                "the annotations of Namespace {ns} are not known yet"
+            )))
+        }
+        Known::Unreadable(why) => {
+            return Err(Error::Forbidden(format!(
+                "cannot read Namespace {ns} to check its annotations ({why}); denied until it can be read"
+            )))
+        }
+        Known::Guard(g) => g,
+    };
+    let req = namespaces::Request {
+        keys: es.spec.vault_keys().collect(),
+        role: es.spec.vault_role.as_deref().filter(|r| !r.is_empty()),
+    };
+    namespaces::check(&shared.config.namespace_guard, &ns, guard.as_ref(), &req)
+        .map_err(Error::Forbidden)
+}
+
+/// Guard, translate, fetch and render, write. Returns what was written and the poll phase.
+async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Write, u64), Error> {
+    let shared = &ctx.shared;
+    // Denied objects read nothing from Vault and leave their Secret as it is.
+    namespace_permits(shared, es)?;
+    let spec = kes::translate(es, &shared.defaults)?;
+    let phase = plan::phase(&spec);
+    let desired = fetch_and_render(&shared.kv, &spec).await?;
+    let fingerprint = desired.fingerprint();
+
+    // Steady state: same desired content as last time, and the Secret has not changed since
+    // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.
+    let current_rv = ctx
+        .secrets
+        .resource_version(&desired.namespace, &desired.name);
+    let known = shared.objects.written(uid);
+    if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
+        if *fp == fingerprint && rv == cur {
+            shared.objects.undisturbed(uid);
+            shared
+                .metrics
+                .secret_writes
+                .with_label_values(&["skipped"])
+                .inc();
+            return Ok((Write::Unchanged, phase));
+        }
+    }
+    // Someone else changed the Secret since our last write, and we want the same content as
+    // then: writing now restores it. Counted, to stop a loop with another controller.
+    let restoring = matches!((&known, &current_rv), (Some((fp, rv)), Some(cur)) if *fp == fingerprint && rv != cur);
+
+    let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
+    let known_absent = current_rv.is_none() && ctx.secrets.listed();
+    let allow = |decision: &Write<Secret>, existing: Option<&Secret>| {
+        allow_write(shared, uid, &desired, decision, existing, restoring)
+    };
+    let (written, rv) = write::apply(&api, &desired, known_absent, allow).await?;
+    shared
+        .metrics
+        .secret_writes
+        .with_label_values(&[written.as_str()])
+        .inc();
+    if let Some(rv) = rv {
+        shared.objects.record_written(uid, fingerprint, rv);
+    }
+    Ok((written, phase))
+}
+
+/// Vets a write before it is sent: only the leader writes, and the third restore of a Secret
+/// another writer keeps changing is refused (a write loop), naming that writer.
+fn allow_write(
+    shared: &Shared,
+    uid: &str,
+    desired: &DesiredSecret,
+    decision: &Write<Secret>,
+    existing: Option<&Secret>,
+    restoring: bool,
+) -> Result<(), Error> {
+    if matches!(decision, Write::Unchanged) {
+        return Ok(());
+    }
+    if !shared.leading() {
+        return Err(Error::NotLeader);
+    }
+    if let (true, Write::Update(_), Some(existing)) = (restoring, decision, existing) {
+        if let Some(count) = shared.objects.restore(uid, Instant::now()) {
+            return Err(Error::WriteLoop {
+                name: desired.name.clone(),
+                by: write_loop::other_writer(existing, MANAGER),
+                count,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The API-independent sync pipeline. A front-end (`api::kes`) translates its object into a
+//! `SyncSpec`; then, for any API:
+//!
+//! ```text
+//! SyncSpec ─► plan: the Vault reads ─► fetch: coalesced reads (vault::KvReader)
+//!          ─► render: desired Secret (pure) ─► write: decide create/replace/unchanged, do it
+//! ```
+//!
+//! `fetch_and_render` is the one path from a spec to a desired Secret, used by the controller
+//! and by every test that needs it.
+
+mod fetch;
+pub mod plan;
+pub mod render;
+mod spec;
+pub mod write;
+
+pub use fetch::fetch_and_render;
+pub use render::{render, DesiredSecret};
+pub use spec::{Source, SyncSpec, Target};
+pub use write::{decide_write, Write};

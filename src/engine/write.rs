@@ -1,0 +1,239 @@
+//! The desired Secret meets the cluster: decide (pure) whether to create, replace or leave it,
+//! then do it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+
+use crate::error::Error;
+
+use super::DesiredSecret;
+
+/// Field manager of our writes (and Event reporter name).
+pub const MANAGER: &str = "vault-external-secrets";
+
+/// A write: decided (`Write<Secret>`, the Secret to send) or done (`Write`, what happened).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write<S = ()> {
+    Create(S),
+    /// Replace (PUT) of the existing Secret; its `metadata.resourceVersion` is the one read, so
+    /// a concurrent edit makes the write fail rather than be lost.
+    Update(S),
+    Unchanged,
+}
+
+impl<S> Write<S> {
+    /// What was done, without the payload.
+    pub fn kind(&self) -> Write {
+        match self {
+            Write::Create(_) => Write::Create(()),
+            Write::Update(_) => Write::Update(()),
+            Write::Unchanged => Write::Unchanged,
+        }
+    }
+}
+
+impl Write {
+    /// The `kind` label of the Secret write metric.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Write::Create(()) => "create",
+            Write::Update(()) => "update",
+            Write::Unchanged => "skipped",
+        }
+    }
+}
+
+/// Compares `desired` with the Secret in the cluster. Labels and annotations others added are
+/// kept; the data is ours alone (a key removed in Vault disappears from the Secret). A Secret
+/// we do not own is never touched, and a type is never changed (it cannot be, in place).
+pub fn decide_write(
+    desired: &DesiredSecret,
+    existing: Option<&Secret>,
+) -> Result<Write<Secret>, Error> {
+    let Some(existing) = existing else {
+        return Ok(Write::Create(desired.to_secret()));
+    };
+    let owned = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == desired.owner.uid && o.controller == Some(true));
+    if !owned {
+        return Err(Error::SecretNotOwned(desired.name.clone()));
+    }
+    let existing_type = existing.type_.clone().unwrap_or_else(|| "Opaque".into());
+    if existing_type != desired.type_ {
+        return Err(Error::SecretTypeImmutable {
+            name: desired.name.clone(),
+            existing: existing_type,
+            desired: desired.type_.clone(),
+        });
+    }
+    let mut next = existing.clone();
+    let labels = next.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.extend(desired.labels.clone());
+    if !desired.annotations.is_empty() {
+        let annotations = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.extend(desired.annotations.clone());
+    }
+    next.data = Some(desired.data.clone());
+    // Kubernetes folds stringData into data on write; a Secret read back has none.
+    next.string_data = None;
+    let same_data = existing.data.clone().unwrap_or_default() == desired.data;
+    if same_data
+        && next.metadata.labels == existing.metadata.labels
+        && next.metadata.annotations == existing.metadata.annotations
+    {
+        return Ok(Write::Unchanged);
+    }
+    next.metadata.managed_fields = None;
+    Ok(Write::Update(next))
+}
+
+/// Makes the cluster match `desired`. `known_absent`: our Secret watch shows none, so create
+/// straight away (one request instead of a GET and a POST for every new object); a 409 means
+/// one exists that the label-selected watch does not show (someone else's, or not seen yet),
+/// so read it and decide as usual. `allow` vets each decision before it is carried out
+/// (leadership, write loops). Returns what was done and the Secret's resourceVersion after.
+pub async fn apply(
+    api: &Api<Secret>,
+    desired: &DesiredSecret,
+    known_absent: bool,
+    allow: impl Fn(&Write<Secret>, Option<&Secret>) -> Result<(), Error>,
+) -> Result<(Write, Option<String>), Error> {
+    if known_absent {
+        match carry_out(api, desired, None, &allow).await {
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {}
+            other => return other,
+        }
+    }
+    let existing = api.get_opt(&desired.name).await?;
+    carry_out(api, desired, existing.as_ref(), &allow).await
+}
+
+async fn carry_out(
+    api: &Api<Secret>,
+    desired: &DesiredSecret,
+    existing: Option<&Secret>,
+    allow: &impl Fn(&Write<Secret>, Option<&Secret>) -> Result<(), Error>,
+) -> Result<(Write, Option<String>), Error> {
+    let decision = decide_write(desired, existing)?;
+    allow(&decision, existing)?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let rv = match &decision {
+        Write::Create(secret) => api.create(&pp, secret).await?.resource_version(),
+        Write::Update(secret) => api
+            .replace(&desired.name, &pp, secret)
+            .await?
+            .resource_version(),
+        Write::Unchanged => existing.and_then(|s| s.resource_version()),
+    };
+    Ok((decision.kind(), rv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use k8s_openapi::ByteString;
+
+    pub(crate) fn desired() -> DesiredSecret {
+        DesiredSecret {
+            name: "app".into(),
+            namespace: "team".into(),
+            type_: "Opaque".into(),
+            labels: [(
+                "app.kubernetes.io/managed-by".to_string(),
+                MANAGER.to_string(),
+            )]
+            .into(),
+            annotations: [("a".to_string(), "1".to_string())].into(),
+            data: [("v".to_string(), ByteString(b"value".to_vec()))].into(),
+            owner: OwnerReference {
+                api_version: "kubernetes-client.io/v1".into(),
+                kind: "ExternalSecret".into(),
+                name: "app".into(),
+                uid: "uid-1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        }
+    }
+
+    #[test]
+    fn write_decisions() {
+        let d = desired();
+        assert!(matches!(decide_write(&d, None).unwrap(), Write::Create(_)));
+
+        // Ours, identical, with someone else's label: nothing to do.
+        let mut same = d.to_secret();
+        same.metadata.resource_version = Some("7".into());
+        same.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("argocd".into(), "x".into());
+        assert_eq!(decide_write(&d, Some(&same)).unwrap(), Write::Unchanged);
+
+        // Value changed in Vault: update, keep the foreign label, keep resourceVersion.
+        let mut changed = d.clone();
+        changed.data.insert("v".into(), ByteString(b"new".to_vec()));
+        match decide_write(&changed, Some(&same)).unwrap() {
+            Write::Update(s) => {
+                assert_eq!(s.data.unwrap()["v"].0, b"new");
+                assert_eq!(s.metadata.labels.unwrap()["argocd"], "x");
+                assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A stray data key someone added: removed (the data is ours).
+        let mut stray = same.clone();
+        stray
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("stray".into(), ByteString(b"x".to_vec()));
+        assert!(matches!(
+            decide_write(&d, Some(&stray)).unwrap(),
+            Write::Update(_)
+        ));
+
+        // Our label removed by someone: put back.
+        let mut unlabeled = same.clone();
+        unlabeled.metadata.labels = None;
+        assert!(matches!(
+            decide_write(&d, Some(&unlabeled)).unwrap(),
+            Write::Update(_)
+        ));
+        assert_eq!(Write::Update(same).kind().as_str(), "update");
+    }
+
+    #[test]
+    fn foreign_secrets_are_not_touched() {
+        let d = desired();
+        let mut foreign = d.to_secret();
+        foreign.metadata.owner_references = None;
+        assert_eq!(
+            decide_write(&d, Some(&foreign)).unwrap_err().reason(),
+            "SecretNotOwned"
+        );
+        let mut other_owner = d.to_secret();
+        other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "someone-else".into();
+        assert_eq!(
+            decide_write(&d, Some(&other_owner)).unwrap_err().reason(),
+            "SecretNotOwned"
+        );
+        let mut typed = d.to_secret();
+        typed.type_ = Some("kubernetes.io/tls".into());
+        assert_eq!(
+            decide_write(&d, Some(&typed)).unwrap_err().reason(),
+            "SecretTypeImmutable"
+        );
+    }
+}
