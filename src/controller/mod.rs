@@ -17,6 +17,9 @@ mod triggers;
 mod watches;
 mod write_loop;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use reconcile::{error_policy, reconcile};
 pub use run::{kube_client, run};
 

@@ -180,7 +180,7 @@ async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Write, u
 
 /// Vets a write before it is sent: only the leader writes, and the third restore of a Secret
 /// another writer keeps changing is refused (a write loop), naming that writer.
-fn allow_write(
+pub(super) fn allow_write(
     shared: &Shared,
     uid: &str,
     desired: &DesiredSecret,
