@@ -112,7 +112,7 @@ async fn publish_event(
         return;
     };
     // Created/Updated are one-offs: a throwaway Recorder keeps them out of the shared cache,
-    // which would otherwise hold one Event per object for minutes (10,000 after a first sync).
+    // which would otherwise hold one Event per object for minutes after a first sync.
     let published = if ev.type_ == EventType::Warning {
         shared.warnings.publish(&ev, &es.object_ref(&())).await
     } else {

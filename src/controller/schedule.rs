@@ -2,7 +2,7 @@
 //!
 //! Polls are phase-aligned: each object polls at wall-clock times `phase + k × interval`, its
 //! phase derived from the first Vault path it reads. Objects are spread evenly over the interval
-//! (no thundering herd at 10,000), and objects that read the same path poll at the same instant,
+//! (no thundering herd), and objects that read the same path poll at the same instant,
 //! so one coalesced Vault read serves them all.
 
 use std::collections::hash_map::DefaultHasher;

@@ -10,6 +10,7 @@ mod breaker;
 mod client;
 mod kv;
 mod mounts;
+mod token;
 
 pub use auth::{AuthKey, TokenCache};
 pub use breaker::Breaker;

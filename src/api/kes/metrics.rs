@@ -5,8 +5,8 @@
 //! Kept as a few numbers per object in one sorted map and written out in the text exposition
 //! format at scrape time. As prometheus-crate children (a label-pair vector, a descriptor and a
 //! hash entry per series, all copied again into protobuf families on every gather) they cost
-//! about 1 KiB per series resident and as much again per scrape: over 20 MiB at 10,000 objects
-//! (heaptrack, docs/benchmarks.md). The output is byte-for-byte what the crate writes (test below).
+//! several times more per series, resident and again per scrape (measured in docs/benchmarks.md).
+//! The output is byte-for-byte what the crate writes (test below).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
