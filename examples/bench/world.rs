@@ -127,6 +127,59 @@ pub fn external_secret(
     }))?)
 }
 
+/// The floor: per object, exactly the apiserver writes a sync costs — the user's ExternalSecret
+/// create, the Secret create (owned by it), the status merge patch and an Event — by a plain
+/// client, 32 objects in flight, no Vault and no controller logic.
+pub async fn floor_writes(client: &Client, a: &Args, prefix: &str) -> Result<()> {
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Patch, PatchParams};
+    use vault_external_secrets::api::kes::crd::ExternalSecret;
+    futures::stream::iter(0..a.n)
+        .map(|i| {
+            let ns = format!("{prefix}-{}", i % NAMESPACES);
+            let es_api: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            async move {
+                let (path, role, items) = layout(i, a.paths);
+                let es = es_api
+                    .create(&PostParams::default(), &external_secret(i, path, role, items)?)
+                    .await?;
+                let uid = es.metadata.uid.clone().unwrap_or_default();
+                let now = Utc::now();
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("es-{i}"), "labels": {"bench": "floor"},
+                        "ownerReferences": [{"apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
+                            "name": format!("es-{i}"), "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+                    "data": {"a": "YQ==", "b": "Yg==", "c": "Yw=="}
+                }))?;
+                secrets.create(&PostParams::default(), &secret).await?;
+                let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let status = json!({"status": {"lastSync": ts, "status": "SUCCESS", "observedGeneration": 1,
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
+                        "message": "Secret is in sync with Vault", "lastTransitionTime": ts}]}});
+                es_api
+                    .patch_status(&format!("es-{i}"), &PatchParams::default(), &Patch::Merge(status))
+                    .await?;
+                let event: Event = serde_json::from_value(json!({
+                    "metadata": {"name": format!("es-{i}.floor")},
+                    "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "reportingController": "bench-floor", "reportingInstance": "bench",
+                    "action": "Sync", "reason": "Created", "type": "Normal",
+                    "note": "Created Secret from Vault",
+                    "regarding": {"apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
+                        "name": format!("es-{i}"), "namespace": ns, "uid": uid}
+                }))?;
+                events.create(&PostParams::default(), &event).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     if api.get_opt(name).await?.is_none() {
