@@ -19,7 +19,7 @@ use vault_external_secrets::config::Config;
 use vault_external_secrets::engine::fetch_and_render;
 use vault_external_secrets::logging::JsonFormat;
 use vault_external_secrets::metrics::Metrics;
-use vault_external_secrets::vault::{AuthKey, KvReader, TokenCache, VaultHttp};
+use vault_external_secrets::vault::{AuthKey, KvReader, OwnTokenFile, TokenCache, VaultHttp};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -79,7 +79,7 @@ async fn planted_values_and_tokens_never_leak() {
         .with_min_backoff(Duration::from_millis(20));
     let tokens = Arc::new(TokenCache::new(
         http,
-        jwt_path.clone(),
+        Arc::new(OwnTokenFile(jwt_path.clone())),
         config.token_renew_threshold,
     ));
     let kv = KvReader::new(tokens.clone(), Duration::from_millis(1));
@@ -134,10 +134,7 @@ async fn planted_values_and_tokens_never_leak() {
     }
     assert_eq!(successes, 1, "the first manifest syncs; the others fail");
     let token = tokens
-        .token(&AuthKey {
-            mount: "kubernetes".into(),
-            role: "app".into(),
-        })
+        .token(&AuthKey::own_service_account("kubernetes", "app"))
         .await
         .unwrap();
     tokens.revoke_all().await;

@@ -17,7 +17,7 @@ use vault_external_secrets::config::Config;
 use vault_external_secrets::engine::{fetch_and_render, DesiredSecret};
 use vault_external_secrets::metrics::Metrics;
 use vault_external_secrets::vault::{
-    kv_api_path, AuthKey, KvReader, ReadKey, TokenCache, VaultError, VaultHttp,
+    kv_api_path, AuthKey, KvReader, OwnTokenFile, ReadKey, TokenCache, VaultError, VaultHttp,
 };
 
 struct Client {
@@ -43,7 +43,7 @@ impl Client {
             .with_min_backoff(Duration::from_millis(50));
         let tokens = Arc::new(TokenCache::new(
             http,
-            jwt_path.clone(),
+            Arc::new(OwnTokenFile(jwt_path.clone())),
             config.token_renew_threshold,
         ));
         Client {
@@ -73,10 +73,7 @@ impl Client {
 }
 
 fn auth(role: &str) -> AuthKey {
-    AuthKey {
-        mount: "kubernetes".into(),
-        role: role.into(),
-    }
+    AuthKey::own_service_account("kubernetes", role)
 }
 
 fn read_key(role: &str, key: &str, kv: u8) -> ReadKey {

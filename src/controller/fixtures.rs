@@ -32,7 +32,7 @@ fn shared() -> (Arc<Shared>, ApiHandle) {
     let http = VaultHttp::new(&config, metrics.clone()).unwrap();
     let tokens = Arc::new(TokenCache::new(
         http,
-        "/nonexistent".into(),
+        Arc::new(crate::vault::OwnTokenFile("/nonexistent".into())),
         Duration::from_secs(30),
     ));
     let kv = KvReader::new(tokens, Duration::from_secs(1));

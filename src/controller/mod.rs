@@ -4,6 +4,7 @@
 //! next poll (`schedule`). Per-object memory is `objects`; wiring (watches, leader election,
 //! Vault events, shutdown) is `run`.
 
+mod credentials;
 mod gate;
 mod leader;
 pub mod namespaces;

@@ -13,6 +13,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
+use super::credentials::KubeCredentials;
 use super::triggers::{reschedule_on_vault_events, Retrigger};
 use super::watches::{namespace_watch, scope_controller, store_ready};
 use super::{leader, SecretIndex, Shared};
@@ -46,12 +47,17 @@ pub async fn kube_client() -> anyhow::Result<Client> {
 /// The Vault stack: HTTP (retries, breaker), the token cache, the coalescing KV reader.
 fn vault_stack(
     config: &Config,
+    client: &Client,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Arc<TokenCache>, KvReader)> {
     let http = VaultHttp::new(config, metrics)?;
+    let credentials = KubeCredentials {
+        client: client.clone(),
+        jwt_path: config.vault_jwt_path.clone(),
+    };
     let tokens = Arc::new(TokenCache::new(
         http,
-        config.vault_jwt_path.clone(),
+        Arc::new(credentials),
         config.token_renew_threshold,
     ));
     let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
@@ -128,7 +134,7 @@ fn start_scopes(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
     let client = kube_client().await?;
-    let (tokens, kv) = vault_stack(&config, metrics.clone())?;
+    let (tokens, kv) = vault_stack(&config, &client, metrics.clone())?;
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),

@@ -222,10 +222,7 @@ mod tests {
 
     fn read(path: &str) -> ReadKey {
         ReadKey {
-            auth: AuthKey {
-                mount: "kubernetes".into(),
-                role: "r".into(),
-            },
+            auth: AuthKey::own_service_account("kubernetes", "r"),
             api_path: path.into(),
             kv_version: 2,
         }

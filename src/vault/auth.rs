@@ -13,7 +13,6 @@
 //! revoked first, so the tokens alive in Vault stay at one per pair (plus one while replacing).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
@@ -23,14 +22,10 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::token::{login_backoff, parse_auth, Freshness, Token};
+use super::identity::{AuthKey, Login, Server};
+use super::login::{login_request, CredentialSource};
+use super::token::{login_backoff, parse_auth, parse_lookup, Freshness, Token};
 use super::{Op, VaultError, VaultHttp};
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AuthKey {
-    pub mount: String,
-    pub role: String,
-}
 
 /// How long shutdown waits for all revocations together.
 const REVOKE_ALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,24 +55,47 @@ pub enum Verdict {
 }
 
 pub struct TokenCache {
+    /// The configured Vault (`VAULT_ADDR`).
     http: VaultHttp,
-    jwt_path: PathBuf,
+    /// Other servers (ESO stores), one client and breaker each, made on first use.
+    servers: SyncMutex<HashMap<Arc<Server>, VaultHttp>>,
+    credentials: Arc<dyn CredentialSource>,
     renew_threshold: Duration,
     slots: SyncMutex<HashMap<AuthKey, Slot>>,
 }
 
 impl TokenCache {
-    pub fn new(http: VaultHttp, jwt_path: PathBuf, renew_threshold: Duration) -> Self {
+    pub fn new(
+        http: VaultHttp,
+        credentials: Arc<dyn CredentialSource>,
+        renew_threshold: Duration,
+    ) -> Self {
         TokenCache {
             http,
-            jwt_path,
+            servers: SyncMutex::new(HashMap::new()),
+            credentials,
             renew_threshold,
             slots: SyncMutex::new(HashMap::new()),
         }
     }
 
+    /// The configured Vault's client.
     pub fn http(&self) -> &VaultHttp {
         &self.http
+    }
+
+    /// The client of the server `key` reads from.
+    pub fn http_for(&self, key: &AuthKey) -> Result<VaultHttp, VaultError> {
+        let Some(server) = &key.server else {
+            return Ok(self.http.clone());
+        };
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = servers.get(server) {
+            return Ok(h.clone());
+        }
+        let h = self.http.for_server(server)?;
+        servers.insert(server.clone(), h.clone());
+        Ok(h)
     }
 
     fn slot(&self, key: &AuthKey) -> Slot {
@@ -116,7 +134,7 @@ impl TokenCache {
             };
         }
         if let (Some(token), Some(Freshness::RenewDue)) = (st.token.as_mut(), &freshness) {
-            match self.renew(token).await {
+            match self.renew(key, token).await {
                 Ok(()) => {
                     let secret = token.secret.clone();
                     self.succeeded(key, &mut st);
@@ -176,7 +194,7 @@ impl TokenCache {
             return Ok(Verdict::Permission);
         }
         match self
-            .http
+            .http_for(key)?
             .request(
                 Op::Lookup,
                 Method::GET,
@@ -232,15 +250,21 @@ impl TokenCache {
     /// expires with its TTL).
     async fn drop_token(&self, key: &AuthKey, st: &mut SlotState) {
         if let Some(old) = st.token.take() {
-            if !old.expired(Instant::now()) {
+            // A given token is the user's: dropping it from the cache must not end it.
+            if old.owned && !old.expired(Instant::now()) {
                 self.revoke(key, &old).await;
             }
         }
     }
 
     async fn revoke(&self, key: &AuthKey, token: &Token) -> bool {
-        let r = self
-            .http
+        if !token.owned {
+            return false;
+        }
+        let Ok(http) = self.http_for(key) else {
+            return false;
+        };
+        let r = http
             .request_once(
                 Op::Revoke,
                 Method::POST,
@@ -265,7 +289,9 @@ impl TokenCache {
     fn succeeded(&self, key: &AuthKey, st: &mut SlotState) {
         if st.failure.take().is_some() {
             tracing::info!(mount = %key.mount, role = %key.role, "Vault login works again");
-            self.http.breaker().recovered();
+            if let Ok(http) = self.http_for(key) {
+                http.breaker().recovered();
+            }
         }
     }
 
@@ -287,46 +313,49 @@ impl TokenCache {
     }
 
     async fn login(&self, key: &AuthKey) -> Result<Token, VaultError> {
-        // Re-read at every login: projected service-account tokens rotate.
-        let jwt = tokio::fs::read_to_string(&self.jwt_path)
-            .await
-            .map_err(|e| VaultError::Jwt {
-                path: self.jwt_path.display().to_string(),
-                reason: e.kind().to_string(),
-            })?;
-        let body = json!({ "role": key.role, "jwt": jwt.trim() });
-        let path = format!("auth/{}/login", key.mount.trim_matches('/'));
-        let resp = self
-            .http
+        let http = self.http_for(key)?;
+        let Some((path, body)) = login_request(key, self.credentials.as_ref()).await? else {
+            return self.adopt_given_token(key, &http).await;
+        };
+        let resp = http
             .request(Op::Login, Method::POST, &path, None, Some(&body))
             .await
-            .map_err(|e| match e {
-                // Name the role: "permission denied" alone does not say which login failed.
-                VaultError::Status {
-                    op,
-                    status,
-                    path,
-                    message,
-                    retry_after,
-                } => VaultError::Status {
-                    op,
-                    status,
-                    path,
-                    message: format!("login with role {:?} failed: {message}", key.role),
-                    retry_after,
-                },
-                other => other,
-            })?;
+            .map_err(|e| name_the_login(e, key))?;
         let token = parse_auth(&path, &resp, None)?;
         tracing::info!(mount = %key.mount, role = %key.role, accessor = %token.accessor,
             ttl_s = token.lease.as_secs(), renewable = token.renewable, "logged in to Vault");
         Ok(token)
     }
 
-    async fn renew(&self, token: &mut Token) -> Result<(), VaultError> {
+    /// `Login::Token`: the token is read from its Secret and checked once (`lookup-self`), which
+    /// also gives its TTL. It stays the user's: never renewed or revoked by us.
+    async fn adopt_given_token(
+        &self,
+        key: &AuthKey,
+        http: &VaultHttp,
+    ) -> Result<Token, VaultError> {
+        let Login::Token(cred) = &key.login else {
+            return Err(VaultError::Credential {
+                what: "login".into(),
+                reason: "no login request for this method".into(),
+            });
+        };
+        let secret = self.credentials.fetch(cred).await?;
+        let path = "auth/token/lookup-self";
+        let resp = http
+            .request(Op::Login, Method::GET, path, Some(&secret), None)
+            .await
+            .map_err(|e| name_the_login(e, key))?;
+        let token = parse_lookup(path, &resp, secret)?;
+        tracing::info!(accessor = %token.accessor, ttl_s = token.lease.as_secs(),
+            "using the Vault token given in {}", cred.describe());
+        Ok(token)
+    }
+
+    async fn renew(&self, key: &AuthKey, token: &mut Token) -> Result<(), VaultError> {
         let path = "auth/token/renew-self";
         let resp = self
-            .http
+            .http_for(key)?
             .request(
                 Op::Renew,
                 Method::POST,
@@ -343,5 +372,25 @@ impl TokenCache {
         token.verified_at = Instant::now();
         tracing::debug!(accessor = %token.accessor, ttl_s = token.lease.as_secs(), "renewed Vault token");
         Ok(())
+    }
+}
+
+/// Names the role in a failed login: "permission denied" alone does not say which one failed.
+fn name_the_login(e: VaultError, key: &AuthKey) -> VaultError {
+    match e {
+        VaultError::Status {
+            op,
+            status,
+            path,
+            message,
+            retry_after,
+        } => VaultError::Status {
+            op,
+            status,
+            path,
+            message: format!("login with role {:?} failed: {message}", key.role),
+            retry_after,
+        },
+        other => other,
     }
 }

@@ -56,6 +56,9 @@ pub struct VaultHttp {
     http: reqwest::Client,
     addr: String,
     namespace: Option<String>,
+    /// Extra headers (ESO store `headers`).
+    headers: Arc<Vec<(String, String)>>,
+    skip_verify: bool,
     max_retries: usize,
     min_backoff: Duration,
     metrics: Arc<Metrics>,
@@ -84,9 +87,54 @@ impl VaultHttp {
             http: builder.build()?,
             addr: config.vault_addr.clone(),
             namespace: config.vault_namespace.clone(),
+            headers: Arc::default(),
+            skip_verify: config.vault_skip_verify,
             max_retries: config.vault_max_retries,
             min_backoff: Duration::from_millis(250),
             metrics,
+            breaker: Arc::new(Breaker::default()),
+        })
+    }
+
+    /// A client for another server (an ESO store's), with the same retry settings and metrics,
+    /// its own TLS roots, headers and breaker.
+    pub fn for_server(&self, server: &super::Server) -> Result<VaultHttp, VaultError> {
+        let bad = |reason: String| VaultError::Server {
+            addr: server.addr.clone(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .danger_accept_invalid_certs(self.skip_verify);
+        if let Some(pem) = &server.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|_| bad("the CA bundle is not PEM".into()))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        for (name, value) in &server.headers {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("invalid header name {name:?}")))?;
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| bad(format!("invalid value for header {name:?}")))?;
+        }
+        let url = reqwest::Url::parse(&server.addr).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("the address must be http:// or https://".into()));
+        }
+        Ok(VaultHttp {
+            http: builder.build().map_err(|e| bad(error_chain(&e)))?,
+            addr: server.addr.trim_end_matches('/').to_string(),
+            namespace: server.namespace.clone(),
+            headers: Arc::new(server.headers.clone()),
+            skip_verify: self.skip_verify,
+            max_retries: self.max_retries,
+            min_backoff: self.min_backoff,
+            metrics: self.metrics.clone(),
             breaker: Arc::new(Breaker::default()),
         })
     }
@@ -242,6 +290,9 @@ impl VaultHttp {
             .header("X-Vault-Request", "true");
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
+        }
+        for (name, value) in self.headers.iter() {
+            req = req.header(name.as_str(), value.as_str());
         }
         if let Some(t) = token {
             req = req.header("X-Vault-Token", t.expose_secret());

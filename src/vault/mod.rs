@@ -8,14 +8,18 @@
 mod auth;
 mod breaker;
 mod client;
+mod identity;
 mod kv;
+mod login;
 mod mounts;
 mod token;
 
-pub use auth::{AuthKey, TokenCache};
+pub use auth::TokenCache;
 pub use breaker::Breaker;
 pub use client::{Op, VaultHttp};
+pub use identity::{AuthKey, Credential, Login, Server};
 pub use kv::{kv_api_path, KvReader, ReadKey, SecretData};
+pub use login::{read_own_jwt, CredentialSource, OwnTokenFile};
 pub use mounts::{check_read_path, MountKind};
 
 use std::time::Duration;
@@ -45,6 +49,12 @@ pub enum VaultError {
     /// The service-account JWT could not be read.
     #[error("cannot read the service-account token {path}: {reason}")]
     Jwt { path: String, reason: String },
+    /// A login credential (a Secret key, a ServiceAccount token) could not be had.
+    #[error("cannot get {what}: {reason}")]
+    Credential { what: String, reason: String },
+    /// A store's server settings are unusable (CA bundle, header).
+    #[error("cannot use Vault server {addr}: {reason}")]
+    Server { addr: String, reason: String },
     /// Vault's answer was not what its API documents.
     #[error("unexpected answer from Vault for {path}: {reason}")]
     Decode { path: String, reason: String },
@@ -94,7 +104,7 @@ impl VaultError {
             VaultError::Status { op, .. }
             | VaultError::Transport { op, .. }
             | VaultError::Unavailable { op, .. } => Some(*op),
-            VaultError::Jwt { .. } => Some(Op::Login),
+            VaultError::Jwt { .. } | VaultError::Credential { .. } => Some(Op::Login),
             _ => None,
         }
     }
@@ -115,6 +125,8 @@ impl VaultError {
             VaultError::Transport { .. } => "transport_error",
             VaultError::Unavailable { .. } => "unavailable",
             VaultError::Jwt { .. } => "jwt_error",
+            VaultError::Credential { .. } => "credential_error",
+            VaultError::Server { .. } => "server_config",
             VaultError::Decode { .. } => "decode_error",
             VaultError::InvalidKey { .. } => "invalid_key",
             VaultError::NotKv { .. } => "not_kv",

@@ -212,10 +212,7 @@ mod tests {
     #[tokio::test]
     async fn one_lookup_per_mount_and_identity() {
         let known = KnownMounts::default();
-        let auth = AuthKey {
-            mount: "kubernetes".into(),
-            role: "r".into(),
-        };
+        let auth = AuthKey::own_service_account("kubernetes", "r");
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let lookup = || async {
             calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -228,10 +225,7 @@ mod tests {
             known.resolve(&auth, p, lookup).await.unwrap();
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
-        let other = AuthKey {
-            mount: "kubernetes".into(),
-            role: "other".into(),
-        };
+        let other = AuthKey::own_service_account("kubernetes", "other");
         known.resolve(&other, "kv/data/a", lookup).await.unwrap();
         assert_eq!(
             calls.load(std::sync::atomic::Ordering::SeqCst),

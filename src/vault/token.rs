@@ -24,6 +24,8 @@ pub(super) struct Token {
     pub(super) renewal_capped: bool,
     /// When Vault last accepted it.
     pub(super) verified_at: Instant,
+    /// We logged in for it (revoke it when dropped); `false` for a token given in a Secret.
+    pub(super) owned: bool,
 }
 
 pub(super) enum Freshness {
@@ -98,6 +100,35 @@ pub(super) fn parse_auth(
             .unwrap_or(false),
         renewal_capped: false,
         verified_at: Instant::now(),
+        owned: true,
+    })
+}
+
+/// Reads a `lookup-self` answer for a token given as is: its TTL and accessor. Never renewed by
+/// us (it is not ours), so once near its end it is read again from where it came from.
+pub(super) fn parse_lookup(
+    path: &str,
+    resp: &Value,
+    secret: SecretString,
+) -> Result<Token, VaultError> {
+    let data = resp.get("data").ok_or_else(|| VaultError::Decode {
+        path: path.to_string(),
+        reason: "no data block".into(),
+    })?;
+    let lease = Duration::from_secs(data.get("ttl").and_then(Value::as_u64).unwrap_or(0));
+    Ok(Token {
+        secret,
+        accessor: data
+            .get("accessor")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        expires_at: (!lease.is_zero()).then(|| Instant::now() + lease),
+        lease,
+        renewable: false,
+        renewal_capped: false,
+        verified_at: Instant::now(),
+        owned: false,
     })
 }
 
@@ -115,6 +146,7 @@ mod tests {
             renewable,
             renewal_capped: false,
             verified_at: Instant::now(),
+            owned: true,
         }
     }
 
@@ -184,5 +216,20 @@ mod tests {
         assert_eq!(t.lease, Duration::from_secs(60));
         assert!(t.renewable);
         assert!(parse_auth("p", &json!({}), None).is_err());
+    }
+
+    #[test]
+    fn a_given_token_is_never_ours() {
+        let resp = json!({"data": {"accessor": "acc", "ttl": 60, "renewable": true}});
+        let t = parse_lookup("p", &resp, SecretString::from("s.x".to_string())).unwrap();
+        assert_eq!(t.accessor, "acc");
+        assert!(!t.owned && !t.renewable);
+        assert!(matches!(
+            t.freshness(
+                Instant::now() + Duration::from_secs(59),
+                Duration::from_secs(5)
+            ),
+            Freshness::LoginDue
+        ));
     }
 }

@@ -271,10 +271,7 @@ fn plan_uses_defaults_and_versions() {
     .unwrap();
     assert_eq!(
         p.identity,
-        AuthKey {
-            mount: "kubernetes".into(),
-            role: "default-role".into()
-        }
+        AuthKey::own_service_account("kubernetes", "default-role")
     );
     let paths: Vec<String> = plan::reads(&p).map(|r| r.api_path).collect();
     assert_eq!(paths, vec!["kv/data/a?version=3", "kv/data/a?version=4"]);

@@ -45,7 +45,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
         .map_err(|why| Error::InvalidSpec(format!("vaultMountPoint {mount:?} {why}")))?;
     check_auth_name(&role)
         .map_err(|why| Error::InvalidSpec(format!("vaultRole {role:?} {why}")))?;
-    let identity = AuthKey { mount, role };
+    let identity = AuthKey::own_service_account(mount, role);
     // 1 or 2: `kv_api_path` checks it (and names a wrong one) at the first key.
     let kv_version = spec.kv_version.unwrap_or(2);
     let kv_version = u8::try_from(kv_version)
