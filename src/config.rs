@@ -58,6 +58,21 @@ pub struct Config {
     /// KES's namespace guard: `NAMING_PERMITTED_ANNOTATION`, `ROLE_PERMITTED_ANNOTATION`,
     /// `ENFORCE_NAMESPACE_ANNOTATIONS` (set to anything = on, as KES tested its presence).
     pub namespace_guard: GuardConfig,
+    /// `SERVE_APIS`: `kes`, `eso`, or both (comma-separated); `auto` (default) serves each
+    /// whose CRD the apiserver has at startup.
+    pub apis: Apis,
+    /// `CONTROLLER_CLASS`: ESO stores whose `spec.controller` equals it (unset: stores without
+    /// one), so this controller and ESO can each take their own stores during a migration.
+    pub controller_class: Option<String>,
+}
+
+/// Which APIs' ExternalSecrets are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Apis {
+    pub kes: bool,
+    pub eso: bool,
+    /// Decided at startup from the CRDs present (`SERVE_APIS=auto`).
+    pub auto: bool,
 }
 
 /// Lease-based leader election between replicas: only the holder syncs and writes.
@@ -203,6 +218,8 @@ impl Config {
                     .unwrap_or_else(|| "iam.amazonaws.com/permitted".into()),
                 enforce: get("ENFORCE_NAMESPACE_ANNOTATIONS").is_some(),
             },
+            apis: parse_apis(get("SERVE_APIS").as_deref())?,
+            controller_class: get("CONTROLLER_CLASS"),
         })
     }
 
@@ -212,6 +229,39 @@ impl Config {
             .unwrap_or(u32::MAX)
             .max(1)
     }
+}
+
+fn parse_apis(v: Option<&str>) -> Result<Apis, ConfigError> {
+    let mut apis = Apis {
+        kes: false,
+        eso: false,
+        auto: false,
+    };
+    match v.map(str::to_lowercase).as_deref() {
+        None | Some("auto") => {
+            apis.auto = true;
+            apis.kes = true;
+            apis.eso = true;
+        }
+        Some(list) => {
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match name {
+                    "kes" => apis.kes = true,
+                    "eso" => apis.eso = true,
+                    other => {
+                        return Err(err(
+                            "SERVE_APIS",
+                            &format!("{other:?} is not an API; use kes, eso, both, or auto"),
+                        ))
+                    }
+                }
+            }
+            if !apis.kes && !apis.eso {
+                return Err(err("SERVE_APIS", "names no API"));
+            }
+        }
+    }
+    Ok(apis)
 }
 
 fn err(var: &'static str, reason: &str) -> ConfigError {

@@ -39,6 +39,23 @@ pub enum Error {
         desired: String,
     },
 
+    /// ESO `creationPolicy: Merge` writes into an existing Secret only (ESO's wording).
+    #[error("the desired secret {0} was not found. With creationPolicy=Merge the secret won't be created")]
+    MergeTargetMissing(String),
+
+    #[error(
+        "Secret {0} is immutable and its data differs from Vault's; delete it to have it recreated"
+    )]
+    SecretImmutable(String),
+
+    /// A store the object names is missing, not ready for it, or not ours to serve.
+    #[error("{0}")]
+    Store(String),
+
+    /// A field this controller does not serve yet (ESO templates, `find`, `rewrite`).
+    #[error("{0}")]
+    Unsupported(String),
+
     /// Shown through `kube_brief`: the apiserver's own message may quote what was sent.
     #[error("Kubernetes API: {}", kube_brief(.0))]
     Kube(#[from] kube::Error),
@@ -72,6 +89,10 @@ impl Error {
             Error::InvalidValue(_) => "InvalidValue",
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::SecretTypeImmutable { .. } => "SecretTypeImmutable",
+            Error::MergeTargetMissing(_) => "SecretMissing",
+            Error::SecretImmutable(_) => "SecretImmutable",
+            Error::Store(_) => "StoreNotReady",
+            Error::Unsupported(_) => "Unsupported",
             Error::Kube(_) => "KubernetesApiFailed",
             Error::Forbidden(_) => "Forbidden",
             Error::WriteLoop { .. } => "SecretWriteLoop",

@@ -66,6 +66,7 @@ fn desired() -> DesiredSecret {
         annotations: Default::default(),
         data: [("v".to_string(), k8s_openapi::ByteString(b"x".to_vec()))].into(),
         owner: Default::default(),
+        policy: crate::engine::WritePolicy::owner(),
     };
     d.owner.uid = "uid-1".into();
     d.owner.controller = Some(true);

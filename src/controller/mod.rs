@@ -5,7 +5,11 @@
 //! Vault events, shutdown) is `run`.
 
 mod credentials;
+mod eso;
+mod eso_stores;
+mod front_end;
 mod gate;
+mod kes;
 mod leader;
 pub mod namespaces;
 mod objects;
@@ -21,6 +25,7 @@ mod write_loop;
 #[cfg(test)]
 mod fixtures;
 
+pub use front_end::{Due, FrontEnd, Poll};
 pub use reconcile::{error_policy, reconcile};
 pub use run::{kube_client, run};
 
@@ -30,10 +35,13 @@ use std::sync::Arc;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 
-use crate::api::kes::{self, crd::ExternalSecret, Defaults};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::kes::Defaults;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::vault::KvReader;
+use eso_stores::EsoStores;
 use gate::Gate;
 use namespaces::NamespaceIndex;
 use objects::Objects;
@@ -48,8 +56,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Everything remembered per object between syncs.
     pub objects: Objects,
-    /// KES's namespace guard: the annotations of the watched Namespaces.
+    /// KES's namespace guard and ESO's store conditions: the watched Namespaces' metadata.
     pub namespaces: NamespaceIndex,
+    /// ESO's SecretStores and ClusterSecretStores.
+    pub eso: EsoStores,
     /// Warnings go through one Recorder, whose cache turns a repeated warning into a series.
     warnings: Recorder,
     reporter: Reporter,
@@ -77,6 +87,7 @@ impl Shared {
             warnings: Recorder::new(client.clone(), reporter.clone()),
             objects: Objects::new(metrics.clone()),
             namespaces: NamespaceIndex::default(),
+            eso: EsoStores::new(&run::scope_list(&config)),
             client,
             config,
             defaults,
@@ -85,6 +96,11 @@ impl Shared {
             reporter,
             leading: AtomicBool::new(false),
         }
+    }
+
+    /// ESO's stores are listed (or ESO's API is not served).
+    pub fn stores_ready(&self) -> bool {
+        !self.config.apis.eso || self.eso.ready()
     }
 
     pub fn leading(&self) -> bool {
@@ -96,16 +112,11 @@ impl Shared {
         self.metrics.leader.set(i64::from(leading));
     }
 
-    /// `INSTANCE_ID` against `spec.controllerId`.
-    pub fn handles(&self, es: &ExternalSecret) -> bool {
-        kes::handles(es, self.config.instance_id.as_deref())
-    }
-
     /// Whether a watch event can need a sync (new to this process, or its spec changed). Our
     /// own status patches and label edits cannot.
-    pub fn needs_sync(&self, es: &ExternalSecret) -> bool {
-        match es.metadata.uid.as_deref() {
-            Some(uid) => self.objects.needs_sync(uid, es.metadata.generation),
+    pub fn needs_sync(&self, meta: &ObjectMeta) -> bool {
+        match meta.uid.as_deref() {
+            Some(uid) => self.objects.needs_sync(uid, meta.generation),
             None => true,
         }
     }

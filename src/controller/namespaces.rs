@@ -8,7 +8,7 @@
 //! metadata watch of Namespaces; `check` is pure. A namespace whose annotations cannot be read
 //! is denied (fail closed): the guard may exist and we cannot tell.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -136,6 +136,8 @@ pub fn check(
 #[derive(Default)]
 pub struct NamespaceIndex {
     guards: Mutex<HashMap<String, NsGuard>>,
+    /// Labels, for ESO ClusterSecretStore `namespaceSelector` conditions.
+    labels: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// The initial list is in (per scope watch: set when any completes; a namespaced install
     /// lists one Namespace per scope).
     listed: AtomicBool,
@@ -176,6 +178,23 @@ impl NamespaceIndex {
         self.listed.load(Ordering::Acquire)
     }
 
+    /// A namespace's labels, as `lookup` (pending, unreadable, or known).
+    pub fn labels(&self, namespace: &str) -> Result<BTreeMap<String, String>, String> {
+        match self.lookup(namespace) {
+            Known::Pending => Err(format!(
+                "the labels of Namespace {namespace} are not known yet"
+            )),
+            Known::Unreadable(why) => Err(format!("cannot read Namespace {namespace} ({why})")),
+            Known::Guard(_) => Ok(self
+                .labels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(namespace)
+                .cloned()
+                .unwrap_or_default()),
+        }
+    }
+
     /// Every namespace can be decided: listed, or known to be unreadable (denied).
     pub fn settled(&self) -> bool {
         self.listed()
@@ -200,21 +219,25 @@ impl NamespaceIndex {
         *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut changed = Vec::new();
         let mut guards = self.guards();
+        let mut labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
         let mut put = |ns: &PartialObjectMeta<Namespace>, changed: &mut Vec<String>| {
             let Some(name) = ns.metadata.name.clone() else {
                 return;
             };
             let g = NsGuard::from_annotations(cfg, ns.metadata.annotations.iter().flatten());
-            if !guards.get(&name).is_some_and(|old| old.same(&g)) {
+            let l = ns.metadata.labels.clone().unwrap_or_default();
+            if !guards.get(&name).is_some_and(|old| old.same(&g)) || labels.get(&name) != Some(&l) {
                 changed.push(name.clone());
             }
-            guards.insert(name, g);
+            guards.insert(name.clone(), g);
+            labels.insert(name, l);
         };
         match ev {
             watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => put(&ns, &mut changed),
             watcher::Event::Delete(ns) => {
                 if let Some(name) = ns.metadata.name {
                     guards.remove(&name);
+                    labels.remove(&name);
                     changed.push(name);
                 }
             }

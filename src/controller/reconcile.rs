@@ -1,25 +1,24 @@
-//! One ExternalSecret's turn: gate → namespace guard → KES translate → engine (fetch, render,
-//! write unless nothing changed) → report → next poll or backoff.
+//! One ExternalSecret's turn, for either API: gate → front-end checks and translation → engine
+//! (fetch, render, write unless nothing changed) → report → next poll or backoff.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tracing::Instrument;
 
+use super::front_end::{Due, FrontEnd, Poll};
 use super::gate::Lane;
-use super::namespaces::{self, Known};
 use super::{report, schedule, write_loop, Context, Shared};
-use crate::api::kes::{self, crd::ExternalSecret};
 use crate::engine::write::{self, Write, MANAGER};
 use crate::engine::{fetch_and_render, plan, DesiredSecret};
 use crate::error::Error;
 
-pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let shared = &ctx.shared;
-    if !shared.handles(&es) || es.meta().deletion_timestamp.is_some() {
+    if !es.handles(shared) || es.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     if !shared.leading() {
@@ -30,34 +29,38 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     };
     if !shared.namespaces.settled() {
-        // KES's guard cannot be decided before the Namespaces are listed (readiness waits for
-        // it too); nothing is read or written meanwhile.
+        // KES's guard and ESO's store conditions cannot be decided before the Namespaces are
+        // listed (readiness waits for it too); nothing is read or written meanwhile.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    if let Due::Skip(why) = es.due(shared) {
+        tracing::debug!(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any(), why, "not syncing");
+        return Ok(Action::await_change());
+    }
     // New to this process or spec changed: someone waits for it. Else a poll or a retry.
-    let lane = if shared.needs_sync(&es) {
+    let lane = if shared.needs_sync(es.meta()) {
         Lane::Urgent
     } else {
         Lane::Periodic
     };
     let _slot = shared.gate.acquire(lane).await;
     shared.objects.begin(&uid, es.meta().generation);
-    let span = tracing::info_span!("sync", api = "kes", namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
+    let span = tracing::info_span!("sync", api = K::API, namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
     // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
     // `run::STARTED_SYNCS` of them wait at the gate at once).
     Box::pin(sync_and_report(es, uid, &ctx).instrument(span)).await
 }
 
 /// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
-async fn sync_and_report(
-    es: Arc<ExternalSecret>,
+async fn sync_and_report<K: FrontEnd>(
+    es: Arc<K>,
     uid: String,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let shared = &ctx.shared;
     let _in_flight = shared.metrics.in_flight();
     let mut timer = shared.metrics.sync_timer();
-    let result = sync(&es, &uid, ctx).await;
+    let result = sync(es.as_ref(), &uid, ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
         return Ok(Action::await_change());
     }
@@ -67,6 +70,7 @@ async fn sync_and_report(
             match written {
                 Write::Create(()) => tracing::info!("created Secret"),
                 Write::Update(()) => tracing::info!("updated Secret"),
+                Write::Delete(()) => tracing::info!("deleted Secret: Vault has none of its data"),
                 Write::Unchanged => tracing::debug!("Secret unchanged"),
             }
         }
@@ -79,63 +83,43 @@ async fn sync_and_report(
                 .inc();
         }
     }
-    report::report(&es, &uid, shared, result.as_ref().map(|(w, _)| w)).await;
+    report::report(es.as_ref(), &uid, shared, result.as_ref().map(|(w, _)| w)).await;
     let (_, phase) = result?;
     shared.objects.succeeded(&uid);
-    if shared.config.disable_polling {
-        return Ok(Action::await_change());
-    }
+    let interval = match es.poll(shared) {
+        _ if shared.config.disable_polling => return Ok(Action::await_change()),
+        Poll::Never => return Ok(Action::await_change()),
+        Poll::Controller => shared.config.poll_interval,
+        Poll::Every(d) => d,
+    };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
     Ok(Action::requeue(schedule::next_poll(
-        phase,
-        shared.config.poll_interval,
-        now_ms,
+        phase, interval, now_ms,
     )))
 }
 
-pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: FrontEnd>(es: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     let failures = es.uid().map_or(1, |uid| ctx.shared.objects.failed(&uid));
+    let interval = match es.poll(&ctx.shared) {
+        Poll::Every(d) => d,
+        _ => ctx.shared.config.poll_interval,
+    };
     Action::requeue(schedule::failure_backoff(
         failures,
         err.is_transient(),
-        ctx.shared.config.poll_interval,
+        interval,
         rand::random::<f64>(),
     ))
 }
 
-/// KES's namespace guard for this object (`reconcile` waits for the Namespaces' list).
-fn namespace_permits(shared: &Shared, es: &ExternalSecret) -> Result<(), Error> {
-    let ns = es.namespace().unwrap_or_default();
-    let guard = match shared.namespaces.lookup(&ns) {
-        Known::Pending => {
-            return Err(Error::Forbidden(format!(
-                "the annotations of Namespace {ns} are not known yet"
-            )))
-        }
-        Known::Unreadable(why) => {
-            return Err(Error::Forbidden(format!(
-                "cannot read Namespace {ns} to check its annotations ({why}); denied until it can be read"
-            )))
-        }
-        Known::Guard(g) => g,
-    };
-    let req = namespaces::Request {
-        keys: es.spec.vault_keys().collect(),
-        role: es.spec.vault_role.as_deref().filter(|r| !r.is_empty()),
-    };
-    namespaces::check(&shared.config.namespace_guard, &ns, guard.as_ref(), &req)
-        .map_err(Error::Forbidden)
-}
-
-/// Guard, translate, fetch and render, write. Returns what was written and the poll phase.
-async fn sync(es: &ExternalSecret, uid: &str, ctx: &Context) -> Result<(Write, u64), Error> {
+/// Check and translate, fetch and render, write. Returns what was written and the poll phase.
+async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64), Error> {
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
-    namespace_permits(shared, es)?;
-    let spec = kes::translate(es, &shared.defaults)?;
+    let spec = es.spec(shared)?;
     let phase = plan::phase(&spec);
     let desired = fetch_and_render(&shared.kv, &spec).await?;
     let fingerprint = desired.fingerprint();

@@ -1,5 +1,6 @@
-//! After a sync: KES's per-object metrics, the `Ready` reason gauge, the status (written only
-//! when it changes) and Events (on writes, and on a new failure at most every 5 minutes).
+//! After a sync, for either API: the `Ready` reason, the status patch (each front-end decides
+//! when its status changed) and Events (on writes, and on a new failure at most every 5
+//! minutes).
 
 use std::time::{Duration, Instant};
 
@@ -8,59 +9,50 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::front_end::FrontEnd;
 use super::Shared;
-use crate::api::kes::crd::ExternalSecret;
-use crate::api::kes::status::{self, Outcome};
 use crate::engine::Write;
 use crate::error::Error;
 
 /// How often `lastSync` is refreshed while nothing changes.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(300);
 
-pub async fn report(
-    es: &ExternalSecret,
+/// Everything after a sync: the `Ready` reason, the front-end's status and metrics, the Event.
+pub async fn report<K: FrontEnd>(
+    es: &K,
     uid: &str,
     shared: &Shared,
     result: Result<&Write, &Error>,
 ) {
-    let outcome = match result {
-        Ok(_) => Outcome::synced(),
-        Err(e) => Outcome {
-            ok: false,
-            reason: e.reason(),
-            message: e.to_string(),
-        },
-    };
-    shared.metrics.per_object.record(
-        &es.namespace().unwrap_or_default(),
-        &es.name_any(),
-        es.backend().as_str(),
-        outcome.ok,
-    );
-    shared.objects.set_reason(uid, outcome.reason);
-    write_status(es, shared, &outcome).await;
+    shared.objects.set_reason(uid, reason(result));
+    es.report(shared, result).await;
     publish_event(es, uid, shared, result).await;
 }
 
-/// Patches the status when `next_status` says it changed, and only while leading.
-async fn write_status(es: &ExternalSecret, shared: &Shared, outcome: &Outcome) {
-    let Some(status) = status::next_status(
-        es.status.as_ref(),
-        outcome,
-        es.meta().generation,
-        chrono::Utc::now(),
-        STATUS_HEARTBEAT,
-    ) else {
-        return;
-    };
+/// The `Ready` reason of a sync result (the gauge of objects per reason).
+pub fn reason(result: Result<&Write, &Error>) -> &'static str {
+    match result {
+        Ok(Write::Delete(())) => "SecretDeleted",
+        Ok(_) => "SecretSynced",
+        Err(e) => e.reason(),
+    }
+}
+
+/// Patches an object's status subresource (merge patch), only while leading; counted.
+pub async fn patch_status<K>(obj: &K, shared: &Shared, status: serde_json::Value)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     if !shared.leading() {
         return;
     }
-    let api: Api<ExternalSecret> =
-        Api::namespaced(shared.client.clone(), &es.namespace().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(shared.client.clone(), &obj.namespace().unwrap_or_default());
     let patch = Patch::Merge(json!({ "status": status }));
     match api
-        .patch_status(&es.name_any(), &PatchParams::default(), &patch)
+        .patch_status(&obj.name_any(), &PatchParams::default(), &patch)
         .await
     {
         Ok(_) => shared.metrics.status_writes.inc(),
@@ -84,6 +76,11 @@ fn event_for(shared: &Shared, uid: &str, result: Result<&Write, &Error>) -> Opti
             "Updated",
             "Updated Secret from Vault".to_string(),
         ),
+        Ok(Write::Delete(())) => (
+            EventType::Normal,
+            "Deleted",
+            "Deleted Secret: Vault has none of its data (deletionPolicy Delete)".to_string(),
+        ),
         Ok(Write::Unchanged) => return None,
         Err(e) => {
             let message = e.to_string();
@@ -102,8 +99,8 @@ fn event_for(shared: &Shared, uid: &str, result: Result<&Write, &Error>) -> Opti
     })
 }
 
-async fn publish_event(
-    es: &ExternalSecret,
+pub async fn publish_event<K: Resource<DynamicType = ()>>(
+    es: &K,
     uid: &str,
     shared: &Shared,
     result: Result<&Write, &Error>,

@@ -8,16 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
+use kube::api::ListParams;
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
 use super::credentials::KubeCredentials;
-use super::triggers::{reschedule_on_vault_events, Retrigger};
-use super::watches::{namespace_watch, scope_controller, store_ready};
+use super::eso_stores;
+use super::front_end::FrontEnd;
+use super::triggers::{reschedule_on_vault_events, Retrigger, Scope};
+use super::watches::{namespace_watch, scope_controller};
 use super::{leader, SecretIndex, Shared};
-use crate::api::kes::crd::ExternalSecret;
+use crate::api::{eso, kes};
 use crate::config::Config;
 use crate::engine::write::MANAGER;
 use crate::http::{self, Health};
@@ -75,21 +77,16 @@ fn shutdown_requested() -> watch::Receiver<bool> {
     rx
 }
 
-/// The controller loops of every scope, with what the background tasks need of them.
+/// The controller loops of every scope and API, with what the background tasks need of them.
 struct Scopes {
     loops: Vec<BoxFuture<'static, ()>>,
-    es_stores: Vec<Store<ExternalSecret>>,
     secret_indexes: Vec<Arc<SecretIndex>>,
     retrigger: Arc<Retrigger>,
 }
 
-fn start_scopes(
-    shared: &Arc<Shared>,
-    shutdown: &watch::Receiver<bool>,
-    elected: Option<watch::Receiver<bool>>,
-) -> Scopes {
-    let config = &shared.config;
-    let scopes: Vec<Option<String>> = if config.watched_namespaces.is_empty() {
+/// The namespaces to watch: each of `WATCHED_NAMESPACES`, or the whole cluster.
+pub(super) fn scope_list(config: &Config) -> Vec<Option<String>> {
+    if config.watched_namespaces.is_empty() {
         vec![None]
     } else {
         config
@@ -98,42 +95,111 @@ fn start_scopes(
             .cloned()
             .map(Some)
             .collect()
-    };
-    let mut out = Scopes {
-        loops: Vec::new(),
-        es_stores: Vec::new(),
-        secret_indexes: Vec::new(),
-        retrigger: Arc::default(),
-    };
-    let mut retrigger = Retrigger::default();
-    for scope in &scopes {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (fut, es_store, secret_index) = scope_controller(
-            shared.clone(),
-            scope.clone(),
-            shutdown.clone(),
-            elected.clone(),
-            rx,
-        );
-        out.loops.push(fut);
-        retrigger.scopes.push((es_store.clone(), tx));
-        out.es_stores.push(es_store);
-        out.secret_indexes.push(secret_index);
     }
-    out.retrigger = Arc::new(retrigger);
-    for scope in scopes {
-        tokio::spawn(namespace_watch(
-            shared.clone(),
-            scope,
-            out.retrigger.clone(),
-        ));
-    }
-    out
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// One API's controller loop in every scope.
+fn start_api<K: FrontEnd>(
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+    elected: &Option<watch::Receiver<bool>>,
+    loops: &mut Vec<BoxFuture<'static, ()>>,
+    secret_indexes: &mut Vec<Arc<SecretIndex>>,
+    retrigger: &mut Retrigger,
+) {
+    for scope in scope_list(&shared.config) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (fut, store, secret_index) =
+            scope_controller::<K>(shared.clone(), scope, shutdown.clone(), elected.clone(), rx);
+        loops.push(fut);
+        retrigger.scopes.push(Box::new(Scope { store, tx }));
+        secret_indexes.push(secret_index);
+    }
+}
+
+fn start_scopes(
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+    elected: Option<watch::Receiver<bool>>,
+) -> Scopes {
+    let mut loops = Vec::new();
+    let mut secret_indexes = Vec::new();
+    let mut retrigger = Retrigger::default();
+    let apis = &shared.config.apis;
+    if apis.kes {
+        start_api::<kes::crd::ExternalSecret>(
+            shared,
+            shutdown,
+            &elected,
+            &mut loops,
+            &mut secret_indexes,
+            &mut retrigger,
+        );
+    }
+    if apis.eso {
+        start_api::<eso::crd::ExternalSecret>(
+            shared,
+            shutdown,
+            &elected,
+            &mut loops,
+            &mut secret_indexes,
+            &mut retrigger,
+        );
+    }
+    let retrigger = Arc::new(retrigger);
+    if apis.eso {
+        eso_stores::start(shared, retrigger.clone(), shutdown.clone());
+    }
+    for scope in scope_list(&shared.config) {
+        tokio::spawn(namespace_watch(shared.clone(), scope, retrigger.clone()));
+    }
+    Scopes {
+        loops,
+        secret_indexes,
+        retrigger,
+    }
+}
+
+/// `SERVE_APIS=auto`: each API whose ExternalSecret CRD the apiserver serves at startup.
+async fn detect_apis(client: &Client, config: &mut Config) -> anyhow::Result<()> {
+    if !config.apis.auto {
+        return Ok(());
+    }
+    let scope = scope_list(config).into_iter().next().flatten();
+    config.apis.kes = crd_served::<kes::crd::ExternalSecret>(client, scope.as_deref()).await?;
+    config.apis.eso = crd_served::<eso::crd::ExternalSecret>(client, scope.as_deref()).await?;
+    tracing::info!(
+        kes = config.apis.kes,
+        eso = config.apis.eso,
+        "APIs served (SERVE_APIS=auto: the CRDs installed)"
+    );
+    if !config.apis.kes && !config.apis.eso {
+        anyhow::bail!("neither kubernetes-client.io/v1 nor external-secrets.io/v1 ExternalSecrets are served by the apiserver: install a CRD from crds/, or set SERVE_APIS");
+    }
+    Ok(())
+}
+
+/// Whether the apiserver serves `K` (a 404 on a one-item list means no such resource).
+async fn crd_served<K: FrontEnd>(client: &Client, scope: Option<&str>) -> anyhow::Result<bool> {
+    let api: Api<K> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(anyhow::anyhow!(
+            "checking whether {} is served: {}",
+            K::API,
+            crate::error::kube_brief(&e)
+        )),
+    }
+}
+
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
     let client = kube_client().await?;
+    detect_apis(&client, &mut config).await?;
     let (tokens, kv) = vault_stack(&config, &client, metrics.clone())?;
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -185,12 +251,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(mark_ready(
         health.clone(),
         shared.clone(),
-        scopes.es_stores.clone(),
+        scopes.retrigger.clone(),
         scopes.secret_indexes.clone(),
     ));
     tokio::spawn(prune_loop(
         shared.clone(),
-        scopes.es_stores,
+        scopes.retrigger.clone(),
         config.poll_interval,
     ));
 
@@ -225,17 +291,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 async fn mark_ready(
     health: Arc<Health>,
     shared: Arc<Shared>,
-    es_stores: Vec<Store<ExternalSecret>>,
+    objects: Arc<Retrigger>,
     secret_indexes: Vec<Arc<SecretIndex>>,
 ) {
     // Polled rather than awaited once: a `wait_until_ready` future started before the initial
     // list completed was observed never to wake (kube-runtime 5.0.0).
     loop {
-        let mut ready = shared.namespaces.settled();
-        for s in &es_stores {
-            ready &= store_ready(s).await;
-        }
-        ready &= secret_indexes.iter().all(|s| s.listed());
+        let ready = shared.namespaces.settled()
+            && objects.scopes.iter().all(|s| s.ready())
+            && secret_indexes.iter().all(|s| s.listed())
+            && shared.stores_ready();
         if ready {
             break;
         }
@@ -246,23 +311,15 @@ async fn mark_ready(
 }
 
 /// Drops state and metric series of ExternalSecrets that are gone.
-async fn prune_loop(shared: Arc<Shared>, stores: Vec<Store<ExternalSecret>>, every: Duration) {
+async fn prune_loop(shared: Arc<Shared>, objects: Arc<Retrigger>, every: Duration) {
     let mut tick = tokio::time::interval(every.max(Duration::from_secs(10)));
     loop {
         tick.tick().await;
         let mut live = HashSet::new();
         let mut live_names: HashMap<String, HashSet<String>> = HashMap::new();
-        for es in stores.iter().flat_map(|s| s.state()) {
-            if !shared.handles(&es) {
-                continue;
-            }
-            if let Some(uid) = es.uid() {
-                live.insert(uid);
-            }
-            live_names
-                .entry(es.namespace().unwrap_or_default())
-                .or_default()
-                .insert(es.name_any());
+        for (uid, ns, name) in objects.scopes.iter().flat_map(|s| s.live(&shared)) {
+            live.insert(uid);
+            live_names.entry(ns).or_default().insert(name);
         }
         shared.objects.prune(&live, &live_names);
     }

@@ -5,46 +5,106 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use tokio::sync::{mpsc, watch};
 
+use super::front_end::FrontEnd;
 use super::Shared;
-use crate::api::kes::crd::ExternalSecret;
 
 /// Rescheduled objects are spread over this much time, in `SPREAD_STEPS` batches.
 const SPREAD: Duration = Duration::from_secs(2);
 const SPREAD_STEPS: u32 = 20;
 
-/// Sends ExternalSecrets back to their scope's controller loop out of schedule: when their
-/// Namespace's guard changed, or when Vault (or a login) works again after failing.
+/// One scope's objects of one API, as the background tasks see them: to send some back to
+/// the controller loop, to list the live ones, to know when the initial list is in.
+pub trait ScopeObjects: Send + Sync {
+    /// Senders for the objects `pick` selects.
+    fn select(&self, pick: &dyn Fn(&dyn Picked) -> bool) -> Vec<Resend>;
+    /// (uid, namespace, name) of every object this instance serves.
+    fn live(&self, shared: &Shared) -> Vec<(String, String, String)>;
+    fn ready(&self) -> bool;
+}
+
+/// What a trigger may look at to pick an object.
+pub trait Picked {
+    fn uid(&self) -> Option<String>;
+    fn namespace(&self) -> Option<String>;
+    /// ESO: `(kind, name)` of the store the object reads through.
+    fn store(&self) -> Option<(&str, &str)>;
+}
+
+impl<K: FrontEnd> Picked for K {
+    fn uid(&self) -> Option<String> {
+        ResourceExt::uid(self)
+    }
+    fn namespace(&self) -> Option<String> {
+        ResourceExt::namespace(self)
+    }
+    fn store(&self) -> Option<(&str, &str)> {
+        self.store_ref()
+    }
+}
+
+/// Sends one object back to its controller loop.
+pub type Resend = Box<dyn FnOnce() + Send>;
+
+/// A scope's reflector store and the channel into its controller loop.
+pub struct Scope<K: FrontEnd> {
+    pub store: Store<K>,
+    pub tx: mpsc::UnboundedSender<ObjectRef<K>>,
+}
+
+impl<K: FrontEnd> ScopeObjects for Scope<K> {
+    fn select(&self, pick: &dyn Fn(&dyn Picked) -> bool) -> Vec<Resend> {
+        self.store
+            .state()
+            .into_iter()
+            .filter(|o| pick(o.as_ref()))
+            .map(|o| {
+                let r = ObjectRef::from_obj(o.as_ref());
+                let tx = self.tx.clone();
+                Box::new(move || {
+                    let _ = tx.send(r);
+                }) as Resend
+            })
+            .collect()
+    }
+
+    fn live(&self, shared: &Shared) -> Vec<(String, String, String)> {
+        self.store
+            .state()
+            .into_iter()
+            .filter(|o| o.handles(shared))
+            .filter_map(|o| {
+                Some((
+                    ResourceExt::uid(o.as_ref())?,
+                    ResourceExt::namespace(o.as_ref())?,
+                    o.name_any(),
+                ))
+            })
+            .collect()
+    }
+
+    fn ready(&self) -> bool {
+        self.store
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+    }
+}
+
+/// Every scope of every API served.
 #[derive(Default)]
 pub struct Retrigger {
-    pub scopes: Vec<(
-        Store<ExternalSecret>,
-        mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
-    )>,
+    pub scopes: Vec<Box<dyn ScopeObjects>>,
 }
 
 impl Retrigger {
-    /// The objects `pick` selects, per scope.
-    pub fn select(
-        &self,
-        pick: impl Fn(&ExternalSecret) -> bool,
-    ) -> Vec<(
-        ObjectRef<ExternalSecret>,
-        &mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
-    )> {
-        self.scopes
-            .iter()
-            .flat_map(|(store, tx)| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|es| pick(es))
-                    .map(move |es| (ObjectRef::from_obj(es.as_ref()), tx))
-            })
-            .collect()
+    /// Senders for the objects `pick` selects, in every scope.
+    pub fn select(&self, pick: impl Fn(&dyn Picked) -> bool) -> Vec<Resend> {
+        self.scopes.iter().flat_map(|s| s.select(&pick)).collect()
     }
 }
 
@@ -68,7 +128,7 @@ pub async fn reschedule_on_vault_events(
         };
         let failing = shared.objects.failing();
         let picked =
-            retrigger.select(|es| es.uid().is_some_and(|u| failing.contains(&u) == recovered));
+            retrigger.select(|o| o.uid().is_some_and(|u| failing.contains(&u) == recovered));
         if picked.is_empty() {
             continue;
         }
@@ -84,9 +144,10 @@ pub async fn reschedule_on_vault_events(
             );
         }
         let batch = picked.len().div_ceil(SPREAD_STEPS as usize).max(1);
-        for chunk in picked.chunks(batch) {
-            for (r, tx) in chunk {
-                let _ = tx.send(r.clone());
+        let mut picked = picked.into_iter().peekable();
+        while picked.peek().is_some() {
+            for resend in picked.by_ref().take(batch) {
+                resend();
             }
             tokio::time::sleep(SPREAD / SPREAD_STEPS).await;
         }

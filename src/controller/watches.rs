@@ -11,13 +11,12 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::Api;
 use tokio::sync::{mpsc, watch};
 
+use super::front_end::FrontEnd;
 use super::triggers::Retrigger;
 use super::{error_policy, leader, reconcile, Context, SecretIndex, Shared};
-use crate::api::kes::crd::ExternalSecret;
-use crate::engine::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// Reconciles kube-runtime may start at once. They wait at `Shared::gate`, which holds the
 /// SYNC_CONCURRENCY slots and lets new and changed objects overtake periodic refreshes; kube-
@@ -26,23 +25,20 @@ use crate::engine::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 /// runtime keeps each started reconcile in a table that never shrinks (docs/benchmarks.md).
 const STARTED_SYNCS: u16 = 1024;
 
-pub type ScopeParts = (
-    BoxFuture<'static, ()>,
-    Store<ExternalSecret>,
-    Arc<SecretIndex>,
-);
+pub type ScopeParts<K> = (BoxFuture<'static, ()>, Store<K>, Arc<SecretIndex>);
 
-/// The watches and controller loop of one namespace (`Some`) or of the whole cluster (`None`).
-pub fn scope_controller(
+/// The watches and controller loop of one API in one namespace (`Some`) or in the whole
+/// cluster (`None`).
+pub fn scope_controller<K: FrontEnd>(
     shared: Arc<Shared>,
     scope: Option<String>,
     shutdown: watch::Receiver<bool>,
     elected: Option<watch::Receiver<bool>>,
-    retriggered: mpsc::UnboundedReceiver<ObjectRef<ExternalSecret>>,
-) -> ScopeParts {
+    retriggered: mpsc::UnboundedReceiver<ObjectRef<K>>,
+) -> ScopeParts<K> {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
-    let (es_api, secret_api): (Api<ExternalSecret>, Api<PartialObjectMeta<Secret>>) = match &scope {
+    let (es_api, secret_api): (Api<K>, Api<PartialObjectMeta<Secret>>) = match &scope {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
@@ -54,7 +50,7 @@ pub fn scope_controller(
 
     // Our Secrets, metadata only (no data in memory), to notice edits and deletions cheaply.
     let secrets = Arc::new(SecretIndex::default());
-    let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let selector = K::secret_selector();
     let secret_watch = {
         let scope_name = scope_name.clone();
         let secrets = secrets.clone();
@@ -64,7 +60,7 @@ pub fn scope_controller(
                 match ev {
                     Ok(ev) => secrets.apply(ev),
                     Err(e) => {
-                        tracing::warn!(namespace = %scope_name, error = %e, "Secret watch error; retrying")
+                        tracing::warn!(namespace = %scope_name, api = K::API, error = %e, "Secret watch error; retrying")
                     }
                 }
                 ready(())
@@ -80,20 +76,14 @@ pub fn scope_controller(
             // Only name, namespace, uid, resourceVersion, generation, spec and status are read.
             // The rest (kubectl's last-applied copy of the spec above all) would double an
             // object's size in the store.
-            .modify(|es| {
-                let meta = es.meta_mut();
-                meta.managed_fields = None;
-                meta.annotations = None;
-                meta.labels = None;
-                meta.creation_timestamp = None;
-            })
+            .modify(|es| es.trim())
             .reflect(es_writer)
             .applied_objects()
             // Status-only changes (our own patches) do not trigger a sync; spec changes do.
-            .try_filter(move |es| ready(filter_shared.needs_sync(es)))
+            .try_filter(move |es| ready(filter_shared.needs_sync(es.meta())))
             .inspect(move |r| {
                 if let Err(e) = r {
-                    tracing::warn!(namespace = %scope_name, error = %e, "ExternalSecret watch error; retrying");
+                    tracing::warn!(namespace = %scope_name, api = K::API, error = %e, "ExternalSecret watch error; retrying");
                 }
             })
     };
@@ -119,7 +109,7 @@ pub fn scope_controller(
         })
         // Boxed: every due object's reconcile is started at once and waits at the gate; kube-
         // runtime keeps those futures inline in its own tables.
-        .run(|es, ctx| reconcile(es, ctx).boxed(), error_policy, ctx)
+        .run(|es, ctx| reconcile(es, ctx).boxed(), error_policy::<K>, ctx)
         .for_each(|r| {
             if let Err(e) = r {
                 // Reconcile errors were logged with their object already.
@@ -136,17 +126,6 @@ pub fn scope_controller(
     }
     .boxed();
     (fut, es_store, secrets)
-}
-
-pub async fn store_ready<K>(store: &Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store
-        .wait_until_ready()
-        .now_or_never()
-        .is_some_and(|r| r.is_ok())
 }
 
 /// The Namespaces of one scope (all, or the one watched namespace: a namespaced install may
@@ -169,10 +148,10 @@ pub async fn namespace_watch(
             Ok(ev) => {
                 let changed = shared.namespaces.apply(&guard_cfg, ev);
                 if !changed.is_empty() && shared.namespaces.listed() {
-                    for (r, tx) in retrigger
-                        .select(|es| es.namespace().is_some_and(|ns| changed.contains(&ns)))
+                    for resend in
+                        retrigger.select(|o| o.namespace().is_some_and(|ns| changed.contains(&ns)))
                     {
-                        let _ = tx.send(r);
+                        resend();
                     }
                 }
             }

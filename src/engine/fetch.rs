@@ -18,6 +18,8 @@ pub async fn fetch_and_render(kv: &KvReader, spec: &SyncSpec) -> Result<DesiredS
             Some(Ok(data)) => {
                 fetched.insert(source.read().clone(), data);
             }
+            // Missing in Vault: an optional source adds nothing (ESO deletion policies).
+            Some(Err(e)) if source.optional() && e.status() == Some(404) => {}
             Some(Err(e)) => return Err(Error::from_vault(source.key(), e)),
             // Already moved into `fetched` by an earlier source with the same read.
             None => {}

@@ -9,6 +9,7 @@
 //! `fetch_and_render` is the one path from a spec to a desired Secret, used by the controller
 //! and by every test that needs it.
 
+pub mod eso_values;
 mod fetch;
 pub mod plan;
 pub mod render;
@@ -17,5 +18,5 @@ pub mod write;
 
 pub use fetch::fetch_and_render;
 pub use render::{render, DesiredSecret};
-pub use spec::{Source, SyncSpec, Target};
+pub use spec::{Creation, Decoding, Dialect, Source, SyncSpec, Target, WritePolicy};
 pub use write::{decide_write, Write};

@@ -13,9 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::vault::{ReadKey, SecretData};
 
-use super::{Source, SyncSpec, Target};
+use super::eso_values as eso;
+use super::{Creation, Dialect, Source, SyncSpec, Target, WritePolicy};
 
-/// The label on every Secret we write; our metadata-only Secret watch selects on it.
+/// The label on every Secret we write for a KES object; that API's metadata-only Secret watch
+/// selects on it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "vault-external-secrets";
 
@@ -34,6 +36,7 @@ pub struct DesiredSecret {
     pub annotations: BTreeMap<String, String>,
     pub data: BTreeMap<String, ByteString>,
     pub owner: OwnerReference,
+    pub policy: WritePolicy,
 }
 
 impl std::fmt::Debug for DesiredSecret {
@@ -70,6 +73,7 @@ impl DesiredSecret {
             field(&v.0);
         }
         field(self.owner.uid.as_bytes());
+        field(&[self.policy.creation as u8, u8::from(self.policy.immutable)]);
         h.finalize().into()
     }
 
@@ -80,11 +84,13 @@ impl DesiredSecret {
                 namespace: Some(self.namespace.clone()),
                 labels: Some(self.labels.clone()),
                 annotations: (!self.annotations.is_empty()).then(|| self.annotations.clone()),
-                owner_references: Some(vec![self.owner.clone()]),
+                owner_references: (self.policy.creation == Creation::Owner)
+                    .then(|| vec![self.owner.clone()]),
                 ..Default::default()
             },
             type_: Some(self.type_.clone()),
             data: Some(self.data.clone()),
+            immutable: self.policy.immutable.then_some(true),
             ..Default::default()
         }
     }
@@ -109,17 +115,33 @@ pub fn render(
     check_target(target)?;
     let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
     for source in &spec.sources {
-        let secret = fetched.get(source.read()).ok_or_else(|| {
+        let Some(secret) = fetched.get(source.read()) else {
+            if source.optional() {
+                // Missing in Vault, and the front-end said that adds nothing.
+                continue;
+            }
             // `fetch_and_render` reads every planned key first; this is a bug if hit.
-            Error::InvalidValue(format!("no data read for {}", source.key()))
-        })?;
+            return Err(Error::InvalidValue(format!(
+                "no data read for {}",
+                source.key()
+            )));
+        };
         match source {
-            Source::All { key, is_binary, .. } => {
-                for (field, value) in &secret.0 {
+            Source::All {
+                key,
+                property,
+                dialect,
+                ..
+            } => {
+                let object = match property {
+                    None => std::borrow::Cow::Borrowed(&secret.0),
+                    Some(p) => std::borrow::Cow::Owned(nested_object(&secret.0, p, key)?),
+                };
+                for (field, value) in object.iter() {
                     check_secret_key(field).map_err(|why| {
                         Error::InvalidValue(format!("field {field:?} of {key} {why}"))
                     })?;
-                    let bytes = to_bytes(value, *is_binary).map_err(|why| {
+                    let bytes = to_bytes(value, *dialect).map_err(|why| {
                         Error::InvalidValue(format!("{key} field {field}: {why}"))
                     })?;
                     data.insert(field.clone(), ByteString(bytes));
@@ -129,20 +151,30 @@ pub fn render(
                 key,
                 name,
                 property,
-                is_binary,
+                dialect,
                 ..
             } => {
-                let value = match property {
-                    None => Value::Object(secret.0.clone()),
-                    Some(p) => select_property(&secret.0, p).cloned().ok_or_else(|| {
-                        Error::PropertyNotFound {
-                            property: p.clone(),
-                            key: key.clone(),
-                        }
-                    })?,
-                };
-                let bytes = to_bytes(&value, *is_binary)
-                    .map_err(|why| Error::InvalidValue(format!("{key} for {name}: {why}")))?;
+                let bytes = match (property, dialect) {
+                    (None, _) => to_bytes(&Value::Object(secret.0.clone()), *dialect),
+                    (Some(p), Dialect::Kes { .. }) => {
+                        let value = select_property(&secret.0, p).ok_or_else(|| {
+                            Error::PropertyNotFound {
+                                property: p.clone(),
+                                key: key.clone(),
+                            }
+                        })?;
+                        to_bytes(value, *dialect)
+                    }
+                    (Some(p), Dialect::Eso { decoding }) => {
+                        let raw =
+                            eso::select(&secret.0, p).ok_or_else(|| Error::PropertyNotFound {
+                                property: p.clone(),
+                                key: key.clone(),
+                            })?;
+                        eso::decode(raw, *decoding)
+                    }
+                }
+                .map_err(|why| Error::InvalidValue(format!("{key} for {name}: {why}")))?;
                 data.insert(name.clone(), ByteString(bytes));
             }
         }
@@ -151,7 +183,10 @@ pub fn render(
         data.insert(k.clone(), ByteString(v.clone()));
     }
     let mut labels = target.labels.clone();
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(
+        target.managed_label.0.clone(),
+        target.managed_label.1.clone(),
+    );
     Ok(DesiredSecret {
         name: target.name.clone(),
         namespace: target.namespace.clone(),
@@ -160,7 +195,27 @@ pub fn render(
         annotations: target.annotations.clone(),
         data,
         owner: target.owner.clone(),
+        policy: target.policy.clone(),
     })
+}
+
+/// ESO `dataFrom.extract` with a property: the fields of the object found there.
+fn nested_object(
+    obj: &serde_json::Map<String, Value>,
+    property: &str,
+    key: &str,
+) -> Result<serde_json::Map<String, Value>, Error> {
+    let raw = eso::select(obj, property).ok_or_else(|| Error::PropertyNotFound {
+        property: property.to_string(),
+        key: key.to_string(),
+    })?;
+    match serde_json::from_slice::<Value>(&raw) {
+        Ok(Value::Object(m)) => Ok(m),
+        // Not the parser's message: it would quote the value.
+        _ => Err(Error::InvalidValue(format!(
+            "property {property:?} of {key} is not a JSON object, so it cannot be extracted"
+        ))),
+    }
 }
 
 /// `property`: an exact top-level field wins; otherwise a dotted path into nested objects
@@ -184,19 +239,25 @@ pub fn select_property<'a>(
     Some(cur)
 }
 
-/// Strings as they are; anything else JSON-encoded (KES). `is_binary` base64-decodes the string.
-fn to_bytes(value: &Value, is_binary: bool) -> Result<Vec<u8>, String> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if is_binary {
-        base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            // Not the decoder's message: it names the offending character and its offset.
-            .map_err(|_| "isBinary is set but the value is not valid base64".to_string())
-    } else {
-        Ok(text.into_bytes())
+/// One value as Secret bytes, in the front-end's dialect.
+fn to_bytes(value: &Value, dialect: Dialect) -> Result<Vec<u8>, String> {
+    match dialect {
+        Dialect::Kes { is_binary } => {
+            // Strings as they are; anything else JSON-encoded.
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if is_binary {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    // Not the decoder's message: it names the offending character and its offset.
+                    .map_err(|_| "isBinary is set but the value is not valid base64".to_string())
+            } else {
+                Ok(text.into_bytes())
+            }
+        }
+        Dialect::Eso { decoding } => eso::decode(eso::value_bytes(value), decoding),
     }
 }
 
@@ -244,6 +305,8 @@ mod tests {
                     controller: Some(true),
                     ..Default::default()
                 },
+                managed_label: (MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into()),
+                policy: WritePolicy::owner(),
             },
         }
     }
@@ -264,7 +327,8 @@ mod tests {
                 key: "kv/a".into(),
                 name: "lit".into(),
                 property: Some("p".into()),
-                is_binary: false,
+                dialect: Dialect::Kes { is_binary: false },
+                optional: false,
             }],
             "Opaque",
         );

@@ -1,5 +1,5 @@
 //! What one object asks of the engine, whatever API it came from: which Vault secrets to read
-//! and how each maps into the Secret, and what Secret to produce.
+//! and how each maps into the Secret, and what Secret to produce and how to write it.
 
 use std::collections::BTreeMap;
 
@@ -7,23 +7,50 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::vault::{AuthKey, ReadKey};
 
+/// How a front-end's values are picked and turned into bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// KES: a property is an exact field or a dotted path; non-strings JSON-encoded (`null`
+    /// too); `isBinary` base64-decodes.
+    Kes { is_binary: bool },
+    /// ESO: a property is an exact field or a gjson path; `null` is empty; then the
+    /// `decodingStrategy`.
+    Eso { decoding: Decoding },
+}
+
+/// ESO's `decodingStrategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoding {
+    None,
+    Base64,
+    Base64Url,
+    /// Base64, else base64url, else the value as it is.
+    Auto,
+}
+
 /// Where one piece of the Secret comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
-    /// All top-level fields of a Vault secret (KES `dataFrom`, `dataFromWithOptions`).
+    /// Every top-level field of a Vault secret (KES `dataFrom`, ESO `dataFrom[].extract`) — or,
+    /// with a property (ESO), of the object at that property.
     All {
         read: ReadKey,
         /// The key as the manifest wrote it, for messages.
         key: String,
-        is_binary: bool,
+        property: Option<String>,
+        dialect: Dialect,
+        /// A secret missing in Vault adds nothing instead of failing the sync (ESO
+        /// `deletionPolicy: Delete/Merge`).
+        optional: bool,
     },
-    /// One Secret key (KES `data[]`).
+    /// One Secret key (KES and ESO `data[]`).
     One {
         read: ReadKey,
         key: String,
         name: String,
         property: Option<String>,
-        is_binary: bool,
+        dialect: Dialect,
+        optional: bool,
     },
 }
 
@@ -37,6 +64,51 @@ impl Source {
     pub fn key(&self) -> &str {
         match self {
             Source::All { key, .. } | Source::One { key, .. } => key,
+        }
+    }
+
+    pub fn optional(&self) -> bool {
+        match self {
+            Source::All { optional, .. } | Source::One { optional, .. } => *optional,
+        }
+    }
+}
+
+/// Whether and how the Secret is created and whose it is (ESO's `creationPolicy`; KES is
+/// `Owner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// Created with a controller ownerReference; ours only while it carries it.
+    Owner,
+    /// Created without an ownerReference; ours while it carries our managed label.
+    Orphan,
+    /// Never created: our keys are written into an existing Secret, others' are kept.
+    Merge,
+    /// Nothing is written.
+    None,
+}
+
+/// How the Secret meets the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WritePolicy {
+    pub creation: Creation,
+    /// Created immutable (ESO `target.immutable`).
+    pub immutable: bool,
+    /// No data at all (every optional source missing in Vault): delete the Secret (ESO
+    /// `deletionPolicy: Delete`, `Owner` only).
+    pub delete_when_empty: bool,
+    /// Annotate the Secret with ESO's `reconcile.external-secrets.io/data-hash`.
+    pub data_hash: bool,
+}
+
+impl WritePolicy {
+    /// KES's: create and own, replace our data.
+    pub fn owner() -> Self {
+        WritePolicy {
+            creation: Creation::Owner,
+            immutable: false,
+            delete_when_empty: false,
+            data_hash: false,
         }
     }
 }
@@ -53,6 +125,9 @@ pub struct Target {
     pub literal_data: BTreeMap<String, Vec<u8>>,
     /// The object the Secret belongs to (garbage collection, ownership check).
     pub owner: OwnerReference,
+    /// The label that marks the Secret as ours; the API's Secret watch selects on it.
+    pub managed_label: (String, String),
+    pub policy: WritePolicy,
 }
 
 /// One object's sync, API-independent. `sources` are in merge order: a later one wins.

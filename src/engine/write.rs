@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use crate::error::Error;
 
-use super::DesiredSecret;
+use super::{eso_values, Creation, DesiredSecret};
+
+/// ESO's annotation: a hash of the Secret's data.
+pub const DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
 
 /// Field manager of our writes (and Event reporter name).
 pub const MANAGER: &str = "vault-external-secrets";
@@ -21,6 +24,9 @@ pub enum Write<S = ()> {
     /// Replace (PUT) of the existing Secret; its `metadata.resourceVersion` is the one read, so
     /// a concurrent edit makes the write fail rather than be lost.
     Update(S),
+    /// Delete the existing Secret (ESO `deletionPolicy: Delete` once Vault has nothing), with
+    /// its uid and resourceVersion as preconditions.
+    Delete(S),
     Unchanged,
 }
 
@@ -30,6 +36,7 @@ impl<S> Write<S> {
         match self {
             Write::Create(_) => Write::Create(()),
             Write::Update(_) => Write::Update(()),
+            Write::Delete(_) => Write::Delete(()),
             Write::Unchanged => Write::Unchanged,
         }
     }
@@ -41,30 +48,73 @@ impl Write {
         match self {
             Write::Create(()) => "create",
             Write::Update(()) => "update",
+            Write::Delete(()) => "delete",
             Write::Unchanged => "skipped",
         }
     }
 }
 
+/// Whether the existing Secret is ours to change under the creation policy: `Owner` needs our
+/// controller ownerReference, `Orphan` our managed label and no other controller, `Merge`
+/// writes into a Secret that is by definition someone else's.
+fn ours(desired: &DesiredSecret, existing: &Secret) -> bool {
+    let owner = existing
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true));
+    match desired.policy.creation {
+        Creation::Owner => owner.is_some_and(|o| o.uid == desired.owner.uid),
+        Creation::Orphan => {
+            owner.is_none_or(|o| o.uid == desired.owner.uid)
+                && desired
+                    .labels
+                    .iter()
+                    .any(|(k, v)| existing.labels().get(k) == Some(v))
+        }
+        Creation::Merge | Creation::None => true,
+    }
+}
+
 /// Compares `desired` with the Secret in the cluster. Labels and annotations others added are
-/// kept; the data is ours alone (a key removed in Vault disappears from the Secret). A Secret
-/// we do not own is never touched, and a type is never changed (it cannot be, in place).
+/// kept; under `Owner` and `Orphan` the data is ours alone (a key removed in Vault disappears
+/// from the Secret), under `Merge` our keys are written over the existing ones. A Secret that
+/// is not ours is never touched, and a type is never changed (it cannot be, in place).
 pub fn decide_write(
     desired: &DesiredSecret,
     existing: Option<&Secret>,
 ) -> Result<Write<Secret>, Error> {
-    let Some(existing) = existing else {
-        return Ok(Write::Create(desired.to_secret()));
-    };
-    let owned = existing
-        .owner_references()
-        .iter()
-        .any(|o| o.uid == desired.owner.uid && o.controller == Some(true));
-    if !owned {
-        return Err(Error::SecretNotOwned(desired.name.clone()));
+    let policy = &desired.policy;
+    if policy.creation == Creation::None {
+        return Ok(Write::Unchanged);
     }
+    if let Some(existing) = existing {
+        if !ours(desired, existing) {
+            return Err(Error::SecretNotOwned(desired.name.clone()));
+        }
+    }
+    if policy.delete_when_empty && desired.data.is_empty() {
+        return Ok(match existing {
+            Some(s) => Write::Delete(s.clone()),
+            None => Write::Unchanged,
+        });
+    }
+    let Some(existing) = existing else {
+        if policy.creation == Creation::Merge {
+            return Err(Error::MergeTargetMissing(desired.name.clone()));
+        }
+        let mut secret = desired.to_secret();
+        if policy.data_hash {
+            let hash = eso_values::data_hash(&desired.data);
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(DATA_HASH_ANNOTATION.into(), hash);
+        }
+        return Ok(Write::Create(secret));
+    };
     let existing_type = existing.type_.clone().unwrap_or_else(|| "Opaque".into());
-    if existing_type != desired.type_ {
+    if existing_type != desired.type_ && policy.creation != Creation::Merge {
         return Err(Error::SecretTypeImmutable {
             name: desired.name.clone(),
             existing: existing_type,
@@ -78,15 +128,37 @@ pub fn decide_write(
         let annotations = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
         annotations.extend(desired.annotations.clone());
     }
-    next.data = Some(desired.data.clone());
+    let data = match policy.creation {
+        Creation::Merge => {
+            let mut merged = existing.data.clone().unwrap_or_default();
+            merged.extend(desired.data.clone());
+            merged
+        }
+        _ => desired.data.clone(),
+    };
+    if policy.data_hash {
+        let current = existing.annotations().get(DATA_HASH_ANNOTATION);
+        // A hash any ESO version wrote for this very data is kept: adoption without a write.
+        if !current.is_some_and(|h| eso_values::is_data_hash(h, &data)) {
+            next.metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(DATA_HASH_ANNOTATION.into(), eso_values::data_hash(&data));
+        }
+    }
+    next.data = Some(data);
     // Kubernetes folds stringData into data on write; a Secret read back has none.
     next.string_data = None;
-    let same_data = existing.data.clone().unwrap_or_default() == desired.data;
+    let same_data =
+        existing.data.clone().unwrap_or_default() == next.data.clone().unwrap_or_default();
     if same_data
         && next.metadata.labels == existing.metadata.labels
         && next.metadata.annotations == existing.metadata.annotations
     {
         return Ok(Write::Unchanged);
+    }
+    if existing.immutable == Some(true) {
+        return Err(Error::SecretImmutable(desired.name.clone()));
     }
     next.metadata.managed_fields = None;
     Ok(Write::Update(next))
@@ -103,7 +175,14 @@ pub async fn apply(
     known_absent: bool,
     allow: impl Fn(&Write<Secret>, Option<&Secret>) -> Result<(), Error>,
 ) -> Result<(Write, Option<String>), Error> {
-    if known_absent {
+    if desired.policy.creation == Creation::None {
+        return Ok((Write::Unchanged, None));
+    }
+    // Only a Secret we would create may be skipped to: a `Merge` target carries no label of
+    // ours, and a delete needs the existing object's preconditions.
+    let creates = matches!(desired.policy.creation, Creation::Owner | Creation::Orphan)
+        && !(desired.policy.delete_when_empty && desired.data.is_empty());
+    if known_absent && creates {
         match carry_out(api, desired, None, &allow).await {
             Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {}
             other => return other,
@@ -131,6 +210,21 @@ async fn carry_out(
             .replace(&desired.name, &pp, secret)
             .await?
             .resource_version(),
+        Write::Delete(secret) => {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: secret.uid(),
+                    resource_version: secret.resource_version(),
+                }),
+                ..Default::default()
+            };
+            match api.delete(&desired.name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            None
+        }
         Write::Unchanged => existing.and_then(|s| s.resource_version()),
     };
     Ok((decision.kind(), rv))
@@ -162,6 +256,7 @@ mod tests {
                 controller: Some(true),
                 block_owner_deletion: Some(true),
             },
+            policy: crate::engine::WritePolicy::owner(),
         }
     }
 

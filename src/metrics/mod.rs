@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::api::eso::metrics::EsoPerObject;
 use crate::api::kes::metrics::PerObject;
 
 use prometheus::{
@@ -14,6 +15,10 @@ pub struct Metrics {
     registry: Registry,
     /// KES's per-object `sync_calls_count` and `last_sync_call_state`.
     pub per_object: PerObject,
+    /// ESO's per-object `externalsecret_sync_calls_*` and `externalsecret_status_condition`.
+    pub eso_per_object: EsoPerObject,
+    /// ESO's `externalsecret_provider_api_calls_count{provider,call,status}`.
+    pub provider_calls: IntCounterVec,
     pub sync_duration: HistogramVec,
     pub vault_requests: IntCounterVec,
     pub secret_writes: IntCounterVec,
@@ -85,6 +90,14 @@ impl Metrics {
             "vault_external_secrets_leader",
             "1 while this replica is the leader (or leader election is off), else 0",
         )?;
+        let provider_calls = IntCounterVec::new(
+            Opts::new(
+                "externalsecret_provider_api_calls_count",
+                "Number of API calls towards the secret provider (ESO's name and labels)",
+            ),
+            &["provider", "call", "status"],
+        )?;
+        registry.register(Box::new(provider_calls.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
@@ -97,6 +110,8 @@ impl Metrics {
         Ok(Metrics {
             registry,
             per_object: PerObject::default(),
+            eso_per_object: EsoPerObject::default(),
+            provider_calls,
             sync_duration,
             vault_requests,
             secret_writes,
@@ -118,10 +133,12 @@ impl Metrics {
     pub fn encode(&self) -> Result<String, prometheus::Error> {
         // Sized for the per-object lines too (about 150 bytes each), so the buffer is not
         // regrown (and briefly held twice) on every scrape.
-        let mut buf = Vec::with_capacity(16 * 1024 + 150 * self.per_object.series());
+        let series = self.per_object.series() + self.eso_per_object.series();
+        let mut buf = Vec::with_capacity(16 * 1024 + 150 * series);
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         let mut text = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         self.per_object.encode(&mut text);
+        self.eso_per_object.encode(&mut text);
         Ok(text)
     }
 
@@ -131,6 +148,18 @@ impl Metrics {
             metrics: self,
             start: Instant::now(),
             result: "error",
+        }
+    }
+}
+
+/// Label value escaping of the text exposition format: backslash, double quote, newline.
+pub fn escape(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
     }
 }

@@ -31,6 +31,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// The `call` label of ESO's provider metric.
+    pub fn eso_call(self) -> &'static str {
+        match self {
+            Op::Login => "Login",
+            Op::Renew => "RenewSelf",
+            Op::Lookup => "LookupSelf",
+            Op::Mount => "ReadMount",
+            Op::Read => "ReadSecretData",
+            Op::Revoke => "RevokeSelf",
+            Op::Health => "Health",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Login => "login",
@@ -230,6 +243,14 @@ impl VaultHttp {
         self.metrics
             .vault_requests
             .with_label_values(&[op.as_str(), outcome])
+            .inc();
+        self.metrics
+            .provider_calls
+            .with_label_values(&[
+                "HashiCorp/Vault",
+                op.eso_call(),
+                if result.is_ok() { "success" } else { "error" },
+            ])
             .inc();
         result
     }

@@ -92,3 +92,23 @@ impl AuthKey {
         }
     }
 }
+
+/// Auth mount paths and role names end up in a URL path (`auth/<mount>/login`): segments of
+/// `[A-Za-z0-9._@-]`, no empty, `.` or `..` segment (`../token` would reach `token/login`).
+pub fn check_auth_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 256 {
+        return Err("must be 1 to 256 characters");
+    }
+    for seg in name.trim_matches('/').split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err("may not have empty, '.' or '..' segments");
+        }
+        if !seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        {
+            return Err("may contain only letters, digits, '-', '_', '.', '@' and '/'");
+        }
+    }
+    Ok(())
+}

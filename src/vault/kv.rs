@@ -105,6 +105,11 @@ impl KvReader {
         }
     }
 
+    /// The token cache the reader logs in with (store validation checks a login through it).
+    pub fn tokens(&self) -> &Arc<TokenCache> {
+        &self.tokens
+    }
+
     /// Reads many keys, each once, concurrently; the result maps each key to its data or error.
     pub async fn read_all(
         &self,

@@ -17,7 +17,7 @@ mod token;
 pub use auth::TokenCache;
 pub use breaker::Breaker;
 pub use client::{Op, VaultHttp};
-pub use identity::{AuthKey, Credential, Login, Server};
+pub use identity::{check_auth_name, AuthKey, Credential, Login, Server};
 pub use kv::{kv_api_path, KvReader, ReadKey, SecretData};
 pub use login::{read_own_jwt, CredentialSource, OwnTokenFile};
 pub use mounts::{check_read_path, MountKind};

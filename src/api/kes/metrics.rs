@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use crate::metrics::escape;
+
 pub const SYNC_CALLS: &str = "kubernetes_external_secrets_sync_calls_count";
 pub const LAST_STATE: &str = "kubernetes_external_secrets_last_sync_call_state";
 const SYNC_CALLS_HELP: &str = "Number of sync operations";
@@ -121,18 +123,6 @@ fn labels(out: &mut String, family: &str, backend: &str, name: &str, namespace: 
     out.push_str("\",namespace=\"");
     escape(out, namespace);
     out.push('"');
-}
-
-/// Label value escaping of the text format: backslash, double quote, newline.
-fn escape(out: &mut String, v: &str) {
-    for ch in v.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use super::crd::{BackendType, ExternalSecret};
-use crate::engine::render::check_secret_key;
-use crate::engine::{Source, SyncSpec, Target};
+use crate::engine::render::{check_secret_key, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::engine::{Dialect, Source, SyncSpec, Target, WritePolicy};
 use crate::error::Error;
-use crate::vault::{check_read_path, kv_api_path, AuthKey, ReadKey};
+use crate::vault::{check_auth_name, check_read_path, kv_api_path, AuthKey, ReadKey};
 
 /// Auth defaults from the environment (`DEFAULT_VAULT_MOUNT_POINT`, `DEFAULT_VAULT_ROLE`).
 #[derive(Clone, Debug)]
@@ -67,14 +67,20 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
         sources.push(Source::All {
             read: read_key(key, None)?,
             key: key.clone(),
-            is_binary: false,
+            property: None,
+            dialect: Dialect::Kes { is_binary: false },
+            optional: false,
         });
     }
     for item in spec.data_from_with_options.iter().flatten() {
         sources.push(Source::All {
             read: read_key(&item.key, None)?,
             key: item.key.clone(),
-            is_binary: item.is_binary.unwrap_or(false),
+            property: None,
+            dialect: Dialect::Kes {
+                is_binary: item.is_binary.unwrap_or(false),
+            },
+            optional: false,
         });
     }
     for (i, item) in spec.data.iter().flatten().enumerate() {
@@ -100,7 +106,10 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
             key: key.clone(),
             name: name.clone(),
             property: item.property.clone().filter(|p| !p.is_empty()),
-            is_binary: item.is_binary.unwrap_or(false),
+            dialect: Dialect::Kes {
+                is_binary: item.is_binary.unwrap_or(false),
+            },
+            optional: false,
         });
     }
     if sources.is_empty() {
@@ -135,28 +144,10 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
             annotations: template.annotations,
             literal_data,
             owner,
+            managed_label: (MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into()),
+            policy: WritePolicy::owner(),
         },
     })
-}
-
-/// Auth mount paths and role names end up in a URL path (`auth/<mount>/login`): segments of
-/// `[A-Za-z0-9._@-]`, no empty, `.` or `..` segment (`../token` would reach `token/login`).
-fn check_auth_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 256 {
-        return Err("must be 1 to 256 characters");
-    }
-    for seg in name.trim_matches('/').split('/') {
-        if seg.is_empty() || seg == "." || seg == ".." {
-            return Err("may not have empty, '.' or '..' segments");
-        }
-        if !seg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-        {
-            return Err("may contain only letters, digits, '-', '_', '.', '@' and '/'");
-        }
-    }
-    Ok(())
 }
 
 /// KES's free-form `template`: type, metadata labels/annotations, base64 `data`, `stringData`.

@@ -1,0 +1,16 @@
+//! External Secrets Operator's `external-secrets.io/v1` API for the Vault provider: the CRDs
+//! (`crd`: ExternalSecret, `store`: SecretStore / ClusterSecretStore), ESO's path rules and
+//! durations (`path`), which stores and namespaces are served (`stores`), the translation into
+//! a `SyncSpec` (`translate`), ESO's status shape (`status`) and per-object metrics (`metrics`).
+
+pub mod crd;
+pub mod metrics;
+pub mod path;
+pub mod status;
+pub mod store;
+pub mod stores;
+pub mod translate;
+
+/// The label ESO puts on the Secrets it manages; this API's Secret watch selects on it.
+pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+pub const MANAGED_VALUE: &str = "true";

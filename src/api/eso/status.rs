@@ -1,0 +1,166 @@
+//! Pure: ESO's ExternalSecret and store status — the `Ready` condition with ESO's reasons,
+//! `refreshTime`, `syncedResourceVersion`, `binding` — and when it has changed enough to be
+//! written (a condition change, a spec change, or the heartbeat; never every poll).
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::crd::{Binding, Condition, ExternalSecretStatus};
+
+pub const SYNCED: &str = "SecretSynced";
+pub const SYNC_ERROR: &str = "SecretSyncedError";
+pub const DELETED: &str = "SecretDeleted";
+
+/// A sync's result as ESO reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+    /// The Secret written (`binding.name`); `None` with `creationPolicy: None`.
+    pub binding: Option<String>,
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `Ready` as ESO sets it: the transition time moves only when the status flips.
+pub fn ready_condition(
+    previous: Option<&Condition>,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Some(timestamp(now)),
+    };
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time,
+    }
+}
+
+/// The status to write after a sync, or `None` when the current one still says it all. On
+/// failure `refreshTime` and `syncedResourceVersion` keep the last success, as in ESO.
+pub fn next_status(
+    current: Option<&ExternalSecretStatus>,
+    outcome: &Outcome,
+    synced_resource_version: &str,
+    now: DateTime<Utc>,
+    heartbeat: Duration,
+) -> Option<ExternalSecretStatus> {
+    let empty = ExternalSecretStatus::default();
+    let current = current.unwrap_or(&empty);
+    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
+    let ready = ready_condition(previous, outcome.ok, outcome.reason, &outcome.message, now);
+    let mut next = current.clone();
+    next.conditions.retain(|c| c.type_ != "Ready");
+    next.conditions.push(ready.clone());
+    if outcome.ok {
+        next.synced_resource_version = Some(synced_resource_version.to_string());
+        if let Some(name) = &outcome.binding {
+            next.binding = Some(Binding {
+                name: Some(name.clone()),
+            });
+        }
+    }
+    let same_condition = previous.is_some_and(|p| {
+        p.status == ready.status && p.reason == ready.reason && p.message == ready.message
+    });
+    let stale = current
+        .refresh_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| now.signed_duration_since(t).to_std().unwrap_or_default() >= heartbeat);
+    if same_condition
+        && next.synced_resource_version == current.synced_resource_version
+        && next.binding == current.binding
+        && !(outcome.ok && stale)
+    {
+        return None;
+    }
+    if outcome.ok {
+        next.refresh_time = Some(timestamp(now));
+    }
+    Some(next)
+}
+
+/// ESO's `syncedResourceVersion`: `<generation>-<hash of labels and annotations>`.
+pub fn synced_resource_version(generation: Option<i64>, meta_hash: &str) -> String {
+    format!("{}-{meta_hash}", generation.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Outcome {
+        Outcome {
+            ok: true,
+            reason: SYNCED,
+            message: "Secret was synced".into(),
+            binding: Some("app".into()),
+        }
+    }
+
+    #[test]
+    fn written_on_change_and_heartbeat_only() {
+        let t0 = Utc::now();
+        let hb = Duration::from_secs(300);
+        let first = next_status(None, &ok(), "1-h", t0, hb).unwrap();
+        assert_eq!(first.conditions[0].status, "True");
+        assert_eq!(first.binding.as_ref().unwrap().name.as_deref(), Some("app"));
+        assert_eq!(first.synced_resource_version.as_deref(), Some("1-h"));
+        let t1 = t0 + chrono::Duration::seconds(30);
+        assert_eq!(
+            next_status(Some(&first), &ok(), "1-h", t1, hb),
+            None,
+            "steady state"
+        );
+        assert!(
+            next_status(Some(&first), &ok(), "2-h", t1, hb).is_some(),
+            "spec changed"
+        );
+        let t2 = t0 + chrono::Duration::seconds(301);
+        assert!(
+            next_status(Some(&first), &ok(), "1-h", t2, hb).is_some(),
+            "heartbeat"
+        );
+
+        let fail = Outcome {
+            ok: false,
+            reason: SYNC_ERROR,
+            message: "VaultReadFailed: boom".into(),
+            binding: None,
+        };
+        let failed = next_status(Some(&first), &fail, "2-h", t1, hb).unwrap();
+        let ready = &failed.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some(SYNC_ERROR))
+        );
+        assert_eq!(
+            failed.synced_resource_version.as_deref(),
+            Some("1-h"),
+            "kept from the last success"
+        );
+        assert_eq!(failed.refresh_time, first.refresh_time);
+        assert_ne!(
+            ready.last_transition_time,
+            first.conditions[0].last_transition_time
+        );
+        assert_eq!(
+            next_status(Some(&failed), &fail, "2-h", t2, hb),
+            None,
+            "a failure repeats no write"
+        );
+    }
+}
