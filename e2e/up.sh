@@ -90,7 +90,9 @@ start kube-controller-manager "$bin/kube-controller-manager" \
 echo ">> CRD, controller identity and RBAC"
 wait_for 60 "default namespace" k get namespace default
 k apply -f "$root/crds/" >/dev/null
-k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io --timeout=60s >/dev/null
+k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io \
+  crd/externalsecrets.external-secrets.io crd/secretstores.external-secrets.io \
+  crd/clustersecretstores.external-secrets.io --timeout=60s >/dev/null
 # The controller's ServiceAccount and RBAC come from the Helm chart itself (one source), with
 # leader election on so the HA tests have their Lease permissions.
 k create namespace vault-external-secrets >/dev/null

@@ -188,6 +188,14 @@ async fn crd_served<K: FrontEnd>(client: &Client, scope: Option<&str>) -> anyhow
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        // Installed but not granted to us (RBAC from before this API was served): not ours.
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            tracing::warn!(
+                api = K::API,
+                "the CRD is installed but our RBAC does not allow listing it: not served"
+            );
+            Ok(false)
+        }
         Err(e) => Err(anyhow::anyhow!(
             "checking whether {} is served: {}",
             K::API,

@@ -60,19 +60,9 @@ impl World {
     }
 
     pub async fn bao(&self, method: &str, path: &str, body: Value) -> Value {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(m, format!("{}/v1/{path}", self.bao_addr))
-            .header("X-Vault-Token", "root");
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.bao_try(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     pub async fn put_kv1(&self, path: &str, data: Value) {
@@ -128,6 +118,18 @@ impl World {
             .count()
     }
 
+    /// Successful logins at `auth/<mount>/login` that issued a token for Vault role `role`
+    /// (the login request itself carries no token; its response does).
+    pub fn vault_logins(&self, mount: &str, role: &str) -> usize {
+        let log = std::fs::read_to_string(env("BAO_AUDIT_LOG")).unwrap_or_default();
+        let path = format!("auth/{mount}/login");
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "response" && v["request"]["path"] == path.as_str())
+            .filter(|v| v["auth"]["metadata"]["role"] == role)
+            .count()
+    }
+
     /// Sets (Some) or removes (None) annotations of a Namespace.
     pub async fn annotate_namespace(&self, ns: &str, annotations: &[(&str, Option<&str>)]) {
         let map: serde_json::Map<String, Value> = annotations
@@ -142,6 +144,59 @@ impl World {
         )
         .await
         .unwrap();
+    }
+
+    /// `kubectl apply -f -` (server-side) of a YAML document stream, as the admin.
+    pub fn kubectl_apply(&self, yaml: &str) {
+        self.kubectl_stdin(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            yaml,
+        );
+    }
+
+    /// `kubectl ARGS` with `input` on stdin, as the admin; panics on failure.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write as _;
+        let bin = format!("{}/kubectl", env("E2E_BIN"));
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A root request to OpenBao that may fail (enabling what another test enabled already).
+    pub async fn bao_try(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}/v1/{path}", self.bao_addr))
+            .header("X-Vault-Token", "root");
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{status} {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub fn es_api(&self, ns: &str) -> Api<ExternalSecret> {
