@@ -323,7 +323,7 @@ async fn eso_auth_methods_openbao_offers() {
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: jwt-reader, namespace: {ns}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {ns}}}\nstringData:\n  token: {token}\n  secretId: {secret_id}\n  password: eso-pass\n"
     ));
     let stores = [
-        ("token", format!("        tokenSecretRef: {{name: creds, key: token}}\n")),
+        ("token", "        tokenSecretRef: {name: creds, key: token}\n".to_string()),
         ("approle", format!("        appRole:\n          path: approle\n          roleId: {role_id}\n          secretRef: {{name: creds, key: secretId}}\n")),
         ("userpass", "        userPass:\n          path: userpass\n          username: eso-user\n          secretRef: {name: creds, key: password}\n".to_string()),
         ("jwt", "        jwt:\n          path: jwt\n          role: eso-jwt\n          kubernetesServiceAccountToken:\n            serviceAccountRef: {name: jwt-reader}\n            audiences: [vault]\n".to_string()),
