@@ -81,6 +81,7 @@ fn read_key(role: &str, key: &str, kv: u8) -> ReadKey {
         auth: auth(role),
         api_path: kv_api_path(key, kv, None).unwrap(),
         kv_version: kv,
+        part: Default::default(),
     }
 }
 
@@ -175,6 +176,7 @@ async fn kv_v2_versions() {
         auth: auth("app"),
         api_path: kv_api_path("kv/ver", 2, version).unwrap(),
         kv_version: 2,
+        part: Default::default(),
     };
     assert_eq!(client.kv.read(&key(Some("1"))).await.unwrap().0["v"], "one");
     assert_eq!(client.kv.read(&key(None)).await.unwrap().0["v"], "two");

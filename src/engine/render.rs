@@ -286,6 +286,7 @@ mod tests {
             auth: AuthKey::own_service_account("kubernetes", "r"),
             api_path: path.into(),
             kv_version: 2,
+            part: Default::default(),
         }
     }
 

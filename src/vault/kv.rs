@@ -34,6 +34,17 @@ pub struct ReadKey {
     /// API path below `/v1/`, query included (`kv/data/app?version=3`).
     pub api_path: String,
     pub kv_version: u8,
+    pub part: KvPart,
+}
+
+/// What of a KV secret a read returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KvPart {
+    /// The secret's fields (`data`, or `data.data` on v2).
+    #[default]
+    Data,
+    /// A v2 secret's `custom_metadata` (ESO `metadataPolicy: Fetch`), read at `<mount>/metadata/…`.
+    CustomMetadata,
 }
 
 /// Builds the API path for a KES `key`.
@@ -157,6 +168,17 @@ impl KvReader {
             .authed(&key.auth, Op::Read, &key.api_path)
             .await
             .map_err(|e| hint_kv_version(e, key.kv_version))?;
+        if key.part == KvPart::CustomMetadata {
+            // No custom metadata is an empty map, not an error.
+            return match resp.get("data").and_then(|d| d.get("custom_metadata")) {
+                Some(Value::Object(m)) => Ok(Arc::new(SecretData(m.clone()))),
+                None | Some(Value::Null) => Ok(Arc::new(SecretData(Map::new()))),
+                Some(_) => Err(VaultError::Decode {
+                    path: key.api_path.clone(),
+                    reason: "custom_metadata is not an object".into(),
+                }),
+            };
+        }
         let data = match key.kv_version {
             1 => resp.get("data"),
             _ => resp.get("data").and_then(|d| d.get("data")),

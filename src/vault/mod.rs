@@ -18,7 +18,7 @@ pub use auth::TokenCache;
 pub use breaker::Breaker;
 pub use client::{Op, VaultHttp};
 pub use identity::{check_auth_name, AuthKey, Credential, Login, Server};
-pub use kv::{kv_api_path, KvReader, ReadKey, SecretData};
+pub use kv::{kv_api_path, KvPart, KvReader, ReadKey, SecretData};
 pub use login::{read_own_jwt, CredentialSource, OwnTokenFile};
 pub use mounts::{check_read_path, MountKind};
 

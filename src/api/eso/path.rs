@@ -8,8 +8,8 @@ use crate::error::Error;
 ///   stripped, then a leading `data/` on v2), and v2 puts `data/` after the mount;
 /// - without one, v2 puts `data/` after the first segment unless the key has `/data/`.
 ///
-/// Segments are URL-encoded; empty, `.` and `..` segments are refused. `version` becomes
-/// `?version=`.
+/// Empty segments are dropped (`/dev/app` is `dev/app`, as Vault reads it), `.` and `..`
+/// refused, the rest URL-encoded. `version` becomes `?version=`.
 pub fn api_path(
     store_path: Option<&str>,
     kv_version: u8,
@@ -39,12 +39,9 @@ pub fn api_path(
         },
         None => key.to_string(),
     };
-    let segments: Vec<&str> = built.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return Err(invalid("empty, '.' and '..' path segments are not allowed"));
+    let segments: Vec<&str> = built.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(invalid("'.' and '..' path segments are not allowed"));
     }
     let min = if kv_version == 2 { 3 } else { 2 };
     if segments.len() < min {
@@ -63,6 +60,25 @@ pub fn api_path(
         path.push_str(&urlencoding::encode(v));
     }
     Ok(path)
+}
+
+/// The path of a v2 secret's metadata (ESO `metadataPolicy: Fetch`, its `buildMetadataPath`):
+/// `<store path>/metadata/<key>`, or without a store path the key with its first `data`
+/// replaced by `metadata` (a key without one is not a v2 path).
+pub fn metadata_path(store_path: Option<&str>, kv_version: u8, key: &str) -> Result<String, Error> {
+    let invalid = |why: &str| Error::InvalidSpec(format!("remoteRef.key {key:?}: {why}"));
+    if kv_version != 2 {
+        return Err(invalid(
+            "cannot perform metadata fetch operations with kv version v1",
+        ));
+    }
+    let built = match store_path.filter(|p| !p.is_empty()) {
+        Some(mount) => format!("{mount}/metadata/{key}"),
+        None if key.contains("data") => key.replacen("data", "metadata", 1),
+        None => return Err(invalid("provided Path isn't a valid kv v2 path")),
+    };
+    // Already in its final form: encoded and checked as a v1 path would be.
+    api_path(None, 1, &built, None)
 }
 
 /// A Go `time.Duration` string (`1h`, `15m30s`, `1.5h`, `500ms`, `0`).
@@ -126,6 +142,12 @@ mod tests {
             ),
             (Some("secret/path"), 1, "secret/path/foo", "secret/path/foo"),
             (None, 2, "secret/path/foo", "secret/data/path/foo"),
+            (
+                Some("secret"),
+                2,
+                "/dev/package.json",
+                "secret/data/dev/package.json",
+            ),
             (None, 2, "secret/path/data/foo", "secret/path/data/foo"),
             (None, 1, "secret/path/foo", "secret/path/foo"),
             (Some("secret"), 2, "my app/ü", "secret/data/my%20app/%C3%BC"),
@@ -147,7 +169,6 @@ mod tests {
     fn bad_keys() {
         for (store, v, key) in [
             (Some("secret"), 2, "../sys/x"),
-            (Some("secret"), 2, "a//b"),
             (None, 2, "secret"),
             (None, 1, "secret"),
             (None, 2, "secret/./x"),
@@ -155,6 +176,20 @@ mod tests {
             assert!(api_path(store, v, key, None).is_err(), "{store:?} {key}");
         }
         assert!(api_path(Some("kv"), 1, "a", Some("2")).is_err());
+    }
+
+    #[test]
+    fn metadata_paths() {
+        assert_eq!(
+            metadata_path(Some("kv"), 2, "app/x").unwrap(),
+            "kv/metadata/app/x"
+        );
+        assert_eq!(
+            metadata_path(None, 2, "kv/data/app").unwrap(),
+            "kv/metadata/app"
+        );
+        assert!(metadata_path(None, 2, "kv/app").is_err());
+        assert!(metadata_path(Some("kv"), 1, "app").is_err());
     }
 
     #[test]

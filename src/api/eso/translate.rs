@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 
 use super::crd::{ExternalSecret, RemoteRef};
-use super::path::api_path;
+use super::path::{api_path, metadata_path};
 use super::store::{
     SecretKeySelector, ServiceAccountSelector, StoreSpec, VaultAuth, VaultProvider,
 };
@@ -15,7 +15,7 @@ use super::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::engine::render::check_secret_key;
 use crate::engine::{Creation, Decoding, Dialect, Source, SyncSpec, Target, WritePolicy};
 use crate::error::Error;
-use crate::vault::{check_auth_name, AuthKey, Credential, Login, ReadKey, Server};
+use crate::vault::{check_auth_name, AuthKey, Credential, KvPart, Login, ReadKey, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
@@ -92,9 +92,6 @@ pub fn unsupported(es: &ExternalSecret) -> Option<String> {
 }
 
 fn remote_ref_unsupported(r: &RemoteRef, at: &str, found: &mut Vec<String>) {
-    if r.metadata_policy.as_deref().is_some_and(|p| p == "Fetch") {
-        found.push(format!("{at}.metadataPolicy=Fetch"));
-    }
     if r.conversion_strategy
         .as_deref()
         .is_some_and(|p| p == "Unicode")
@@ -177,15 +174,25 @@ pub fn translate(
     };
 
     let read = |r: &RemoteRef| -> Result<ReadKey, Error> {
-        Ok(ReadKey {
-            auth: identity.clone(),
-            api_path: api_path(
-                vault.path.as_deref(),
+        let store_path = vault.path.as_deref();
+        Ok(match r.metadata_policy.as_deref().unwrap_or("None") {
+            "None" | "" => ReadKey {
+                auth: identity.clone(),
+                api_path: api_path(store_path, kv_version, &r.key, r.version.as_deref())?,
                 kv_version,
-                &r.key,
-                r.version.as_deref(),
-            )?,
-            kv_version,
+                part: KvPart::Data,
+            },
+            "Fetch" => ReadKey {
+                auth: identity.clone(),
+                api_path: metadata_path(store_path, kv_version, &r.key)?,
+                kv_version,
+                part: KvPart::CustomMetadata,
+            },
+            other => {
+                return Err(Error::InvalidSpec(format!(
+                    "remoteRef.metadataPolicy {other:?} is not None or Fetch"
+                )))
+            }
         })
     };
     let mut sources = Vec::new();

@@ -13,7 +13,7 @@ use super::crd::{BackendType, ExternalSecret};
 use crate::engine::render::{check_secret_key, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::engine::{Dialect, Source, SyncSpec, Target, WritePolicy};
 use crate::error::Error;
-use crate::vault::{check_auth_name, check_read_path, kv_api_path, AuthKey, ReadKey};
+use crate::vault::{check_auth_name, check_read_path, kv_api_path, AuthKey, KvPart, ReadKey};
 
 /// Auth defaults from the environment (`DEFAULT_VAULT_MOUNT_POINT`, `DEFAULT_VAULT_ROLE`).
 #[derive(Clone, Debug)]
@@ -59,6 +59,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
             auth: identity.clone(),
             api_path,
             kv_version,
+            part: KvPart::Data,
         })
     };
 
