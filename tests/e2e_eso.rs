@@ -955,11 +955,11 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
         }
     }
     assert!(
-        !w.secret_api(&ns)
+        w.secret_api(&ns)
             .get_opt("example-sync")
             .await
             .unwrap()
-            .is_some(),
+            .is_none(),
         "the LDAP store cannot log in here: the Secret is not recreated"
     );
 }
