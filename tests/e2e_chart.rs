@@ -85,6 +85,24 @@ async fn chart_lints_renders_and_applies() {
         default.contains("runAsNonRoot: true") && default.contains("readOnlyRootFilesystem: true")
     );
     assert!(default.contains("path: /readyz") && default.contains("path: /healthz"));
+    assert!(
+        !default.contains("kind: CustomResourceDefinition"),
+        "ESO's CRDs only when asked"
+    );
+    // ESO's CRDs when asked (ESO's own may be there already), kept on uninstall. Rendered and
+    // dry-run only: the e2e world has them installed from crds/ already.
+    let eso = helm(&[
+        "template",
+        "chart-eso",
+        CHART,
+        "--kube-version",
+        "1.35.4",
+        "--set",
+        "installCRDs.eso=true",
+    ]);
+    assert_eq!(eso.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(eso.matches("helm.sh/resource-policy: keep").count(), 3);
+    must_kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&eso));
 
     // The seed's KES values.yaml, unchanged but for the image.
     let seed_values = concat!(
