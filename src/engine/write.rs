@@ -331,4 +331,98 @@ mod tests {
             "SecretTypeImmutable"
         );
     }
+
+    fn eso(creation: Creation) -> DesiredSecret {
+        let mut d = desired();
+        d.labels = [(
+            "reconcile.external-secrets.io/managed".to_string(),
+            "true".to_string(),
+        )]
+        .into();
+        d.annotations.clear();
+        d.policy = crate::engine::WritePolicy {
+            creation,
+            immutable: false,
+            delete_when_empty: false,
+            data_hash: true,
+        };
+        d
+    }
+
+    #[test]
+    fn eso_creation_policies() {
+        // Orphan: created without an ownerReference; ours while it carries our label.
+        let d = eso(Creation::Orphan);
+        let Write::Create(created) = decide_write(&d, None).unwrap() else {
+            panic!()
+        };
+        assert!(created.metadata.owner_references.is_none());
+        let hash = created.annotations()[DATA_HASH_ANNOTATION].clone();
+        assert!(eso_values::is_data_hash(&hash, &d.data));
+        assert_eq!(decide_write(&d, Some(&created)).unwrap(), Write::Unchanged);
+        let mut unlabeled = created.clone();
+        unlabeled.metadata.labels = None;
+        assert_eq!(
+            decide_write(&d, Some(&unlabeled)).unwrap_err().reason(),
+            "SecretNotOwned"
+        );
+
+        // Merge: never created; our keys over the existing ones, others' kept, no owner.
+        let d = eso(Creation::Merge);
+        assert_eq!(
+            decide_write(&d, None).unwrap_err().reason(),
+            "SecretMissing"
+        );
+        let mut theirs = Secret::default();
+        theirs.metadata.name = Some("app".into());
+        theirs.data = Some([("keep".to_string(), ByteString(b"mine".to_vec()))].into());
+        let Write::Update(merged) = decide_write(&d, Some(&theirs)).unwrap() else {
+            panic!()
+        };
+        let data = merged.data.unwrap();
+        assert_eq!(
+            (data["keep"].0.as_slice(), data["v"].0.as_slice()),
+            (&b"mine"[..], &b"value"[..])
+        );
+        assert!(merged.metadata.owner_references.is_none());
+
+        // None: nothing, whatever is there.
+        assert_eq!(
+            decide_write(&eso(Creation::None), None).unwrap(),
+            Write::Unchanged
+        );
+    }
+
+    #[test]
+    fn eso_delete_when_empty_and_immutable() {
+        let mut d = eso(Creation::Owner);
+        d.policy.delete_when_empty = true;
+        d.data.clear();
+        let existing = d.to_secret();
+        assert!(matches!(
+            decide_write(&d, Some(&existing)).unwrap(),
+            Write::Delete(_)
+        ));
+        assert_eq!(decide_write(&d, None).unwrap(), Write::Unchanged);
+        let mut foreign = existing.clone();
+        foreign.metadata.owner_references = None;
+        assert_eq!(
+            decide_write(&d, Some(&foreign)).unwrap_err().reason(),
+            "SecretNotOwned",
+            "never deletes what is not ours"
+        );
+
+        let mut d = eso(Creation::Owner);
+        d.policy.immutable = true;
+        let Write::Create(created) = decide_write(&d, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(created.immutable, Some(true));
+        let mut changed = d.clone();
+        changed.data.insert("v".into(), ByteString(b"new".to_vec()));
+        assert_eq!(
+            decide_write(&changed, Some(&created)).unwrap_err().reason(),
+            "SecretImmutable"
+        );
+    }
 }

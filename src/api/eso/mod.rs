@@ -11,6 +11,9 @@ pub mod store;
 pub mod stores;
 pub mod translate;
 
+#[cfg(test)]
+mod tests;
+
 /// The label ESO puts on the Secrets it manages; this API's Secret watch selects on it.
 pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
 pub const MANAGED_VALUE: &str = "true";

@@ -1,0 +1,279 @@
+//! The ESO translation, pure: stores and auth methods into Vault identities, the namespaces a
+//! reference may reach, policies and unsupported fields; ESO's documentation fixtures.
+
+use serde_json::{json, Value};
+
+use super::crd::ExternalSecret;
+use super::store::{SecretStore, StoreSpec};
+use super::translate::{translate, Settings, StoreKind, StoreView};
+use crate::engine::{Creation, Source, SyncSpec};
+use crate::error::Error;
+use crate::vault::{Credential, KvPart, Login};
+
+const ADDR: &str = "http://vault:8200";
+
+fn es(spec: Value) -> ExternalSecret {
+    serde_json::from_value(json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "app", "namespace": "team", "uid": "uid-1"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn store(auth: Value) -> StoreSpec {
+    serde_json::from_value(
+        json!({"provider": {"vault": {"server": ADDR, "path": "kv", "auth": auth}}}),
+    )
+    .unwrap()
+}
+
+fn run(kind: StoreKind, store: &StoreSpec, es: &ExternalSecret) -> Result<SyncSpec, Error> {
+    let view = StoreView {
+        kind,
+        name: "s",
+        namespace: (kind == StoreKind::SecretStore).then_some("team"),
+        spec: store,
+    };
+    translate(es, &view, &Settings { vault_addr: ADDR })
+}
+
+fn simple() -> ExternalSecret {
+    es(json!({"data": [{"secretKey": "k", "remoteRef": {"key": "app", "property": "p"}}]}))
+}
+
+#[test]
+fn auth_methods_become_identities() {
+    let secret = |ns: &str, name: &str, key: &str| Credential::SecretKey {
+        namespace: ns.into(),
+        name: name.into(),
+        key: key.into(),
+    };
+    let cases: Vec<(Value, &str, &str, Login)> = vec![
+        (
+            json!({"kubernetes": {"role": "r", "serviceAccountRef": {"name": "sa", "audiences": ["vault"]}}}),
+            "kubernetes",
+            "r",
+            Login::Jwt(Credential::ServiceAccountToken {
+                namespace: "team".into(),
+                name: "sa".into(),
+                audiences: vec!["vault".into()],
+            }),
+        ),
+        (
+            json!({"kubernetes": {"mountPath": "k8s", "role": "r", "secretRef": {"name": "s", "key": "jwt"}}}),
+            "k8s",
+            "r",
+            Login::Jwt(secret("team", "s", "jwt")),
+        ),
+        (
+            json!({"jwt": {"role": "r", "secretRef": {"name": "s"}}}),
+            "jwt",
+            "r",
+            Login::Jwt(secret("team", "s", "jwt")),
+        ),
+        (
+            json!({"appRole": {"roleId": "rid", "secretRef": {"name": "s", "key": "sid"}}}),
+            "approle",
+            "rid",
+            Login::AppRole {
+                role_id: None,
+                secret_id: secret("team", "s", "sid"),
+            },
+        ),
+        (
+            json!({"appRole": {"path": "ar", "roleRef": {"name": "s", "key": "role"}, "secretRef": {"name": "s", "key": "sid"}}}),
+            "ar",
+            "",
+            Login::AppRole {
+                role_id: Some(secret("team", "s", "role")),
+                secret_id: secret("team", "s", "sid"),
+            },
+        ),
+        (
+            json!({"userPass": {"username": "u", "secretRef": {"name": "s", "key": "pw"}}}),
+            "userpass",
+            "u",
+            Login::Password(secret("team", "s", "pw")),
+        ),
+        (
+            json!({"ldap": {"username": "u", "secretRef": {"name": "s", "key": "pw"}}}),
+            "ldap",
+            "u",
+            Login::Password(secret("team", "s", "pw")),
+        ),
+        (
+            json!({"tokenSecretRef": {"name": "s", "key": "t"}}),
+            "",
+            "",
+            Login::Token(secret("team", "s", "t")),
+        ),
+    ];
+    for (auth, mount, role, login) in cases {
+        let spec = run(StoreKind::SecretStore, &store(auth.clone()), &simple()).unwrap();
+        assert_eq!(
+            (
+                spec.identity.mount.as_str(),
+                spec.identity.role.as_str(),
+                &spec.identity.login
+            ),
+            (mount, role, &login),
+            "{auth}"
+        );
+        assert!(
+            spec.identity.server.is_none(),
+            "the configured Vault: shared with KES"
+        );
+    }
+}
+
+#[test]
+fn references_stay_in_their_namespace() {
+    // A SecretStore reaches its own namespace only.
+    let other = store(json!({"tokenSecretRef": {"name": "s", "namespace": "other"}}));
+    let e = run(StoreKind::SecretStore, &other, &simple()).unwrap_err();
+    assert!(
+        e.to_string().contains("should either be empty or match"),
+        "{e}"
+    );
+    // A tenant's store may not log in as the controller; a ClusterSecretStore may.
+    let own = store(json!({"kubernetes": {"role": "r"}}));
+    let e = run(StoreKind::SecretStore, &own, &simple()).unwrap_err();
+    assert!(e.to_string().contains("only a ClusterSecretStore"), "{e}");
+    let spec = run(StoreKind::ClusterSecretStore, &own, &simple()).unwrap();
+    assert_eq!(
+        spec.identity.login,
+        Login::Jwt(Credential::OwnServiceAccount)
+    );
+    // Referent auth: no namespace on a ClusterSecretStore = the ExternalSecret's.
+    let referent = store(json!({"kubernetes": {"role": "r", "serviceAccountRef": {"name": "sa"}}}));
+    let spec = run(StoreKind::ClusterSecretStore, &referent, &simple()).unwrap();
+    assert!(matches!(&spec.identity.login,
+        Login::Jwt(Credential::ServiceAccountToken { namespace, .. }) if namespace == "team"));
+    // Names that would move the login URL elsewhere are refused.
+    let sneaky = store(
+        json!({"userPass": {"path": "../token", "username": "u", "secretRef": {"name": "s"}}}),
+    );
+    assert!(run(StoreKind::SecretStore, &sneaky, &simple()).is_err());
+}
+
+#[test]
+fn servers_of_their_own() {
+    let mut s = store(json!({"tokenSecretRef": {"name": "s"}}));
+    let vault = s.provider.as_mut().unwrap().vault.as_mut().unwrap();
+    vault.namespace = Some("team-a".into());
+    vault.headers = Some([("X-Tenant".to_string(), "a".to_string())].into());
+    let spec = run(StoreKind::SecretStore, &s, &simple()).unwrap();
+    let server = spec.identity.server.unwrap();
+    assert_eq!(
+        (server.addr.as_str(), server.namespace.as_deref()),
+        (ADDR, Some("team-a"))
+    );
+    assert_eq!(
+        server.headers,
+        vec![("X-Tenant".to_string(), "a".to_string())]
+    );
+}
+
+#[test]
+fn reads_follow_esos_paths_and_policies() {
+    let s = store(json!({"tokenSecretRef": {"name": "s"}}));
+    let e = es(json!({
+        "target": {"creationPolicy": "Merge", "deletionPolicy": "Merge"},
+        "data": [
+            {"secretKey": "a", "remoteRef": {"key": "kv/app", "property": "p", "decodingStrategy": "Base64"}},
+            {"secretKey": "m", "remoteRef": {"key": "app", "metadataPolicy": "Fetch"}}
+        ],
+        "dataFrom": [{"extract": {"key": "app", "version": "2"}}]
+    }));
+    let spec = run(StoreKind::SecretStore, &s, &e).unwrap();
+    let paths: Vec<(&str, KvPart, bool)> = spec
+        .sources
+        .iter()
+        .map(|s| (s.read().api_path.as_str(), s.read().part, s.optional()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("kv/data/app", KvPart::Data, true),
+            ("kv/metadata/app", KvPart::CustomMetadata, true),
+            ("kv/data/app?version=2", KvPart::Data, true),
+        ]
+    );
+    assert!(matches!(
+        &spec.sources[2],
+        Source::All { property: None, .. }
+    ));
+    assert_eq!(spec.target.policy.creation, Creation::Merge);
+    assert!(spec.target.policy.data_hash);
+    assert_eq!(
+        spec.target.managed_label.0,
+        "reconcile.external-secrets.io/managed"
+    );
+    // ESO refuses to delete what it does not own.
+    let e = es(
+        json!({"target": {"creationPolicy": "Orphan", "deletionPolicy": "Delete"},
+        "data": [{"secretKey": "a", "remoteRef": {"key": "app"}}]}),
+    );
+    let err = run(StoreKind::SecretStore, &s, &e).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Can not delete secret i do not own"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_fields_fail_the_whole_object() {
+    let s = store(json!({"tokenSecretRef": {"name": "s"}}));
+    let e = es(json!({
+        "target": {"template": {"data": {"x": "{{ .a }}"}}},
+        "data": [{"secretKey": "a", "remoteRef": {"key": "app", "conversionStrategy": "Unicode"}}],
+        "dataFrom": [{"find": {"name": {"regexp": ".*"}}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}]}]
+    }));
+    let err = run(StoreKind::SecretStore, &s, &e).unwrap_err();
+    assert_eq!(err.reason(), "Unsupported");
+    let text = err.to_string();
+    for field in [
+        "spec.target.template",
+        "spec.data[0].remoteRef.conversionStrategy=Unicode",
+        "spec.dataFrom[0].find",
+        "spec.dataFrom[1].rewrite",
+    ] {
+        assert!(text.contains(field), "{field} in {text}");
+    }
+    let other: StoreSpec =
+        serde_json::from_value(json!({"provider": {"aws": {"service": "SecretsManager"}}}))
+            .unwrap();
+    let err = run(StoreKind::SecretStore, &other, &simple()).unwrap_err();
+    assert!(err.to_string().contains("serves Vault only"), "{err}");
+}
+
+/// ESO's documentation examples (tests/fixtures/eso-docs) decode and translate.
+#[test]
+fn documentation_fixtures_translate() {
+    let stores = [
+        include_str!("../../../tests/fixtures/eso-docs/vault-kubernetes-store.yaml"),
+        include_str!("../../../tests/fixtures/eso-docs/vault-token-store.yaml"),
+        include_str!("../../../tests/fixtures/eso-docs/vault-approle-store.yaml"),
+        include_str!("../../../tests/fixtures/eso-docs/vault-userpass-store.yaml"),
+        include_str!("../../../tests/fixtures/eso-docs/vault-jwt-store.yaml"),
+        include_str!("../../../tests/fixtures/eso-docs/vault-ldap-store.yaml"),
+    ];
+    let example = include_str!("../../../tests/fixtures/eso-docs/hashicorp-vault-example.yaml");
+    let docs: Vec<Value> = example
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let mut es: ExternalSecret = serde_json::from_value(docs[2].clone()).unwrap();
+    es.metadata.namespace = Some("example".into());
+    es.metadata.uid = Some("uid".into());
+    for text in stores.iter().chain([&example]) {
+        let store: SecretStore =
+            serde_yaml::from_str(text.split("\n---\n").next().unwrap()).unwrap();
+        let spec = run(StoreKind::SecretStore, &store.spec.common, &es).unwrap();
+        assert_eq!(spec.sources[0].read().api_path, "secret/data/foo");
+        assert_eq!(spec.sources[1].read().api_path, "secret/metadata/foo");
+        assert_eq!(spec.target.name, "example-sync");
+    }
+}
