@@ -2,6 +2,7 @@
 # `make bench N=10000`: the scale benchmark on a fresh e2e world with the release build; prints
 # its figures and appends them to docs/benchmarks.md.
 # `make bench-check`: the small CI run (N=200, debug build) that asserts the counts only.
+# Both run the KES API and then the ESO API (APIS="kes eso"), one controller each.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$root"
@@ -13,8 +14,10 @@ if [ "$mode" = check ]; then
   cargo build --bin vault-external-secrets --example bench
   bash "$root/e2e/up.sh"
   source "$E2E_DIR/env"
-  "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" \
-    --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
+  for api in kes eso; do
+    "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" --api "$api" \
+      --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
+  done
 else
   # Measure the binary the image ships (static musl, mimalloc) when this machine can build it.
   if rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-musl$' &&
@@ -30,6 +33,8 @@ else
   bash "$root/e2e/up.sh"
   source "$E2E_DIR/env"
   mkdir -p docs
-  "$target/release/examples/bench" --controller "$controller" \
-    --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
+  for api in ${APIS:-kes eso}; do
+    "$target/release/examples/bench" --controller "$controller" --api "$api" \
+      --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
+  done
 fi

@@ -74,6 +74,41 @@ async fn wait_es(
     }
 }
 
+type Ready = (String, String, String);
+
+/// Waits until a store (`ns`: a SecretStore there; `None`: a ClusterSecretStore) has a `Ready`
+/// condition `pred` accepts, and returns it.
+async fn wait_store(
+    w: &World,
+    ns: Option<&str>,
+    name: &str,
+    pred: impl Fn(&Ready) -> bool,
+) -> Ready {
+    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let conditions = match ns {
+            Some(ns) => Api::<SecretStore>::namespaced(w.client.clone(), ns)
+                .get(name)
+                .await
+                .unwrap()
+                .status
+                .map(|s| s.conditions),
+            None => Api::<ClusterSecretStore>::all(w.client.clone())
+                .get(name)
+                .await
+                .unwrap()
+                .status
+                .map(|s| s.conditions),
+        };
+        let r = ready(&conditions.unwrap_or_default());
+        if pred(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "store {name}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn synced(es: &ExternalSecret) -> bool {
     let (status, reason, _) = es_ready(es);
     status == "True" && reason == "SecretSynced"
@@ -348,23 +383,8 @@ async fn eso_auth_methods_openbao_offers() {
             Some("auth-methods"),
             "{name}"
         );
-        let store: Api<SecretStore> = Api::namespaced(w.client.clone(), &ns);
-        let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
-        loop {
-            let st = store.get(name).await.unwrap();
-            let r = ready(
-                st.status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or(&[]),
-            );
-            if r.0 == "True" {
-                assert_eq!(r.1, "Valid", "{name}");
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "store {name}: {r:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let r = wait_store(&w, Some(&ns), name, |r| r.0 == "True").await;
+        assert_eq!(r.1, "Valid", "{name}");
     }
     // The given token is the user's: shutdown revokes the tokens we logged in for, not it.
     drop(ctl);
@@ -428,23 +448,9 @@ async fn eso_cluster_store_referent_auth_and_conditions() {
     let logins = w.vault_logins("kubernetes", "eso-referent") - logins_before;
     assert_eq!(logins, 2, "one login per referent namespace");
     // Referent credentials cannot be checked without a namespace: the store is Valid, as in ESO.
+    let r = wait_store(&w, None, "eso-referent", |r| !r.0.is_empty()).await;
+    assert_eq!((r.0.as_str(), r.1.as_str()), ("True", "Valid"));
     let css: Api<ClusterSecretStore> = Api::all(w.client.clone());
-    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
-    loop {
-        let st = css.get("eso-referent").await.unwrap();
-        let r = ready(
-            st.status
-                .as_ref()
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or(&[]),
-        );
-        if !r.0.is_empty() {
-            assert_eq!((r.0.as_str(), r.1.as_str()), ("True", "Valid"));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     // Labelling c into the condition lets it in without touching the ExternalSecret.
     w.kubectl_apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {c}\n  labels: {{team: b}}\n"
@@ -621,36 +627,18 @@ async fn eso_store_status_unsupported_fields_and_bad_stores() {
     w.kubectl_apply(&format!(
         "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: {ns}}}\nspec:\n  provider:\n    aws: {{service: SecretsManager, region: eu-west-1}}\n"
     ));
-    let stores: Api<SecretStore> = Api::namespaced(w.client.clone(), &ns);
     for (name, want_status, want_reason) in [
         ("good", "True", "Valid"),
         ("bad-role", "False", "ValidationFailed"),
         ("own-identity", "False", "InvalidProviderConfig"),
         ("aws", "False", "InvalidProviderConfig"),
     ] {
-        let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
-        loop {
-            let st = stores.get(name).await.unwrap();
-            let r = ready(
-                st.status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or(&[]),
-            );
-            if !r.0.is_empty() {
-                assert_eq!(
-                    (r.0.as_str(), r.1.as_str()),
-                    (want_status, want_reason),
-                    "{name}: {r:?}"
-                );
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "store {name} has no status"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let r = wait_store(&w, Some(&ns), name, |r| !r.0.is_empty()).await;
+        assert_eq!(
+            (r.0.as_str(), r.1.as_str()),
+            (want_status, want_reason),
+            "{name}: {r:?}"
+        );
     }
     let item = "  data:\n  - {secretKey: v, remoteRef: {key: eso-bad/app, property: v}}\n";
     w.kubectl_apply(&es_yaml(
@@ -914,7 +902,6 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
             && value(s, "developer").as_deref() == Some("jane")
     };
     w.wait_secret(&ns, "example-sync", SYNC_TIMEOUT, want).await;
-    let stores: Api<SecretStore> = Api::namespaced(w.client.clone(), &ns);
     for (file, works) in [
         ("vault-kubernetes-store", true),
         ("vault-token-store", true),
@@ -933,26 +920,8 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
         if works {
             w.wait_secret(&ns, "example-sync", SYNC_TIMEOUT, want).await;
         }
-        let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
-        loop {
-            let st = stores.get("vault-backend").await.unwrap();
-            let r = ready(
-                st.status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or(&[]),
-            );
-            let generation_seen = st.metadata.generation.is_some();
-            let want_reason = if works { "Valid" } else { "ValidationFailed" };
-            if generation_seen && r.1 == want_reason {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{file}: store status {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let want_reason = if works { "Valid" } else { "ValidationFailed" };
+        wait_store(&w, Some(&ns), "vault-backend", |r| r.1 == want_reason).await;
     }
     assert!(
         w.secret_api(&ns)

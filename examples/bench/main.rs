@@ -1,6 +1,7 @@
 //! The scale benchmark (`make bench N=10000`), run against the e2e world (`e2e/up.sh`): N
 //! ExternalSecrets across 10 namespaces, 3 Vault roles, KV v1 and v2, 2,000 distinct Vault
-//! paths, 1–3 data items each, the controller as a separate process.
+//! paths, 1–3 data items each, the controller as a separate process. `--api eso`: the same as
+//! ESO `external-secrets.io/v1` objects through 3 ClusterSecretStores (`eso.rs`).
 //!
 //! Prints, and appends to docs/benchmarks.md: apply → all synced vs. the apiserver's raw Secret
 //! create rate; Vault requests and apiserver writes per steady-state cycle (from OpenBao's and
@@ -27,6 +28,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 
 mod audit;
+mod eso;
 mod procs;
 mod record;
 mod world;
@@ -43,7 +45,41 @@ const NAMESPACES: usize = 10;
 const ROLES: [&str; 3] = ["k8s-role", "bench-role-2", "bench-role-3"];
 const CONTROLLER_USER: &str = "system:serviceaccount:vault-external-secrets:vault-external-secrets";
 
+/// Which API's ExternalSecrets the run creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    Kes,
+    Eso,
+}
+
+impl ApiKind {
+    /// The label our Secrets of this API carry.
+    pub fn secret_label(self) -> &'static str {
+        match self {
+            ApiKind::Kes => "app.kubernetes.io/managed-by=vault-external-secrets",
+            ApiKind::Eso => "reconcile.external-secrets.io/managed=true",
+        }
+    }
+
+    /// Namespace prefix of the run's objects.
+    fn prefix(self) -> &'static str {
+        match self {
+            ApiKind::Kes => "bench",
+            ApiKind::Eso => "bench-eso",
+        }
+    }
+
+    /// `SERVE_APIS` of the controller.
+    fn serve(self) -> &'static str {
+        match self {
+            ApiKind::Kes => "kes",
+            ApiKind::Eso => "eso",
+        }
+    }
+}
+
 struct Args {
+    api: ApiKind,
     n: usize,
     paths: usize,
     poll_ms: u64,
@@ -56,6 +92,7 @@ struct Args {
 
 fn args() -> Result<Args> {
     let mut a = Args {
+        api: ApiKind::Kes,
         n: 1000,
         paths: 2000,
         poll_ms: 30_000,
@@ -77,6 +114,13 @@ fn args() -> Result<Args> {
             "--controller" => a.controller = v()?,
             "--record" => a.record = Some(v()?),
             "--check" => a.check = true,
+            "--api" => {
+                a.api = match v()?.as_str() {
+                    "kes" => ApiKind::Kes,
+                    "eso" => ApiKind::Eso,
+                    other => bail!("--api {other}: kes or eso"),
+                }
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -101,7 +145,10 @@ async fn main() -> Result<()> {
     let vault_audit = env("BAO_AUDIT_LOG")?;
     let api_audit = env("APISERVER_AUDIT_LOG")?;
     let e2e_dir = env("E2E_DIR")?;
-    eprintln!("bench: N={} paths={} poll={}ms", a.n, a.paths, a.poll_ms);
+    eprintln!(
+        "bench: api={:?} N={} paths={} poll={}ms",
+        a.api, a.n, a.paths, a.poll_ms
+    );
 
     // Vault: roles 2 and 3 (k8s-role exists), and the paths.
     for role in &ROLES[1..] {
@@ -118,16 +165,30 @@ async fn main() -> Result<()> {
     futures::stream::iter(0..a.paths)
         .map(|p| {
             let bao = &bao;
-            async move { bao.put(p, &format!("a-{p}")).await }
+            async move { bao.put(p, &format!("a-{p}"), a.api).await }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
     for ns in 0..NAMESPACES {
-        ensure_namespace(&client, &format!("bench-{ns}")).await?;
+        ensure_namespace(&client, &format!("{}-{ns}", a.api.prefix())).await?;
         ensure_namespace(&client, &format!("bench-raw-{ns}")).await?;
     }
+    if a.api == ApiKind::Eso {
+        eso::create_stores(&client, &env("VAULT_ADDR")?).await?;
+    }
 
+    // A clean slate for the baselines (the other API's run may have left its raw Secrets and
+    // the floor's Events).
+    for ns in 0..NAMESPACES {
+        let ns = format!("bench-raw-{ns}");
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        api.delete_collection(&Default::default(), &ListParams::default())
+            .await?;
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+        api.delete_collection(&Default::default(), &ListParams::default())
+            .await?;
+    }
     // Baseline: the apiserver's raw rate for N Secret creates by a plain client.
     let raw_start = Instant::now();
     futures::stream::iter(0..a.n)
@@ -157,6 +218,13 @@ async fn main() -> Result<()> {
     let raw_es = raw_es_start.elapsed();
     eprintln!("raw ExternalSecret creates: {raw_es:?}");
     delete_external_secrets(&client, "bench-raw").await?;
+    // Also the ESO run's (kept apart: the floor below creates KES objects in the same place).
+    for ns in 0..NAMESPACES {
+        let api: Api<vault_external_secrets::api::eso::crd::ExternalSecret> =
+            Api::namespaced(client.clone(), &format!("bench-raw-{ns}"));
+        api.delete_collection(&Default::default(), &ListParams::default())
+            .await?;
+    }
 
     // Third baseline, the floor: every apiserver write a sync needs, done by a plain client.
     let floor_start = Instant::now();
@@ -190,6 +258,7 @@ async fn main() -> Result<()> {
         .env("METRICS_PORT", port.to_string())
         .env("POLLER_INTERVAL_MILLISECONDS", a.poll_ms.to_string())
         .env("LOG_LEVEL", "info")
+        .env("SERVE_APIS", a.api.serve())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()?;
@@ -268,11 +337,12 @@ async fn run(
     let mut targets: BTreeMap<usize, (String, String)> = BTreeMap::new(); // path -> an ES using it
     for i in 0..a.n {
         let (path, _, _) = layout(i, a.paths);
-        targets
-            .entry(path)
-            .or_insert((format!("bench-{}", i % NAMESPACES), format!("es-{i}")));
+        targets.entry(path).or_insert((
+            format!("{}-{}", a.api.prefix(), i % NAMESPACES),
+            format!("es-{i}"),
+        ));
     }
-    create_external_secrets(client, a, "bench").await?;
+    create_external_secrets(client, a, a.api.prefix()).await?;
     let applied = apply_start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -291,7 +361,7 @@ async fn run(
         .zip(cpu_before)
         .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
         .collect();
-    let listed = count_synced(client).await?;
+    let listed = count_synced(client, a.api).await?;
     eprintln!("applied in {applied:?}, all synced in {synced:?} ({listed} Secrets listed)");
     if listed < a.n {
         bail!("{listed} Secrets listed, {} expected", a.n);
@@ -327,8 +397,7 @@ async fn run(
 
     // Change → Secret latency over `changes` paths.
     let secrets: Api<Secret> = Api::all(client.clone());
-    let wc =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=vault-external-secrets");
+    let wc = watcher::Config::default().labels(a.api.secret_label());
     let (seen_tx, mut seen_rx) =
         tokio::sync::mpsc::unbounded_channel::<(String, String, Instant)>();
     let watch = tokio::spawn(async move {
@@ -362,7 +431,7 @@ async fn run(
     let spacing = interval / (chosen.len().max(1) as u32);
     for (k, (path, (ns, name))) in chosen.iter().enumerate() {
         let v = format!("changed-{k}-{}", Utc::now().timestamp_millis());
-        bao.put(*path, &v).await?;
+        bao.put(*path, &v, a.api).await?;
         expected.insert(format!("{ns}/{name}"), (v, Instant::now()));
         tokio::time::sleep(spacing).await;
     }
@@ -394,8 +463,17 @@ async fn run(
     let ratio = synced.as_secs_f64() / raw.as_secs_f64();
     let rows = vec![
         (
-            "ExternalSecrets / distinct Vault paths / roles",
-            format!("{} / {} / {}", a.n, used_paths.len(), ROLES.len()),
+            "API / ExternalSecrets / distinct Vault paths / roles",
+            format!(
+                "{} / {} / {} / {}",
+                match a.api {
+                    ApiKind::Kes => "KES kubernetes-client.io/v1",
+                    ApiKind::Eso => "ESO external-secrets.io/v1, 3 ClusterSecretStores",
+                },
+                a.n,
+                used_paths.len(),
+                ROLES.len()
+            ),
         ),
         (
             "raw Secret creates (plain client, 32 in flight)",

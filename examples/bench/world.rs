@@ -43,8 +43,14 @@ impl Bao {
         Ok(())
     }
 
-    pub async fn put(&self, path: usize, value: &str) -> Result<()> {
+    pub async fn put(&self, path: usize, value: &str, api: ApiKind) -> Result<()> {
         let fields = json!({"a": value, "b": format!("b-{path}"), "c": format!("c-{path}")});
+        if api == ApiKind::Eso {
+            let key = crate::eso::vault_key(path).replacen("kv/", "kv/data/", 1);
+            return self
+                .call(reqwest::Method::PUT, &key, json!({ "data": fields }))
+                .await;
+        }
         if path.is_multiple_of(2) {
             self.call(
                 reqwest::Method::PUT,
@@ -86,8 +92,12 @@ impl Metrics {
     }
 }
 
-/// Creates the N ExternalSecrets, 32 in flight, in namespaces `{prefix}-0` … `{prefix}-9`.
+/// Creates the N ExternalSecrets of the run's API, 32 in flight, in namespaces `{prefix}-0` …
+/// `{prefix}-9`.
 pub async fn create_external_secrets(client: &Client, a: &Args, prefix: &str) -> Result<()> {
+    if a.api == ApiKind::Eso {
+        return crate::eso::create_external_secrets(client, a, prefix).await;
+    }
     futures::stream::iter(0..a.n)
         .map(|i| {
             let api: Api<vault_external_secrets::api::kes::crd::ExternalSecret> =
@@ -192,8 +202,8 @@ pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn count_synced(client: &Client) -> Result<usize> {
+pub async fn count_synced(client: &Client, api: ApiKind) -> Result<usize> {
     let secrets: Api<Secret> = Api::all(client.clone());
-    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=vault-external-secrets");
+    let lp = ListParams::default().labels(api.secret_label());
     Ok(secrets.list_metadata(&lp).await?.items.len())
 }

@@ -214,11 +214,7 @@ impl FrontEnd for ExternalSecret {
     }
 
     fn store_ref(&self) -> Option<(&str, &str)> {
-        let kind = match store_kind(self).ok()? {
-            StoreKind::SecretStore => "SecretStore",
-            StoreKind::ClusterSecretStore => "ClusterSecretStore",
-        };
-        Some((kind, store_name(self)?))
+        Some((store_kind(self).ok()?.as_str(), store_name(self)?))
     }
 
     fn trim(&mut self) {

@@ -182,21 +182,7 @@ impl World {
 
     /// A root request to OpenBao that may fail (enabling what another test enabled already).
     pub async fn bao_try(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(m, format!("{}/v1/{path}", self.bao_addr))
-            .header("X-Vault-Token", "root");
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!("{status} {text}"));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        super::root_request(&self.http, &self.bao_addr, "root", None, method, path, body).await
     }
 
     pub fn es_api(&self, ns: &str) -> Api<ExternalSecret> {

@@ -137,24 +137,17 @@ impl Bao {
     }
 
     pub async fn try_api(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(m, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", ROOT_TOKEN);
-        if let Some(ns) = self.namespace.lock().unwrap().clone() {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if !body.is_null() {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!("{status}: {text}"));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        let ns = self.namespace.lock().unwrap().clone();
+        root_request(
+            &self.http,
+            &self.addr,
+            ROOT_TOKEN,
+            ns.as_deref(),
+            method,
+            path,
+            body,
+        )
+        .await
     }
 
     pub async fn put_kv1(&self, path: &str, data: Value) {
@@ -270,6 +263,35 @@ impl Bao {
             .output()
             .expect("bao cli")
     }
+}
+
+/// One request to OpenBao with `token` (setup as root); the JSON answer, or the status and body.
+pub async fn root_request(
+    http: &reqwest::Client,
+    addr: &str,
+    token: &str,
+    namespace: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http
+        .request(m, format!("{addr}/v1/{path}"))
+        .header("X-Vault-Token", token);
+    if let Some(ns) = namespace {
+        req = req.header("X-Vault-Namespace", ns);
+    }
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{status}: {text}"));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Requests not made with the root token (i.e. the controller's), from an OpenBao audit log.

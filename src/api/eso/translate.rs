@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::crd::{ExternalSecret, RemoteRef};
 use super::path::{api_path, metadata_path};
@@ -232,9 +232,7 @@ pub fn translate(
             "nothing to sync: set spec.data or spec.dataFrom".into(),
         ));
     }
-    let owner = es
-        .controller_owner_ref(&())
-        .ok_or_else(|| Error::InvalidSpec("the ExternalSecret has no uid yet".into()))?;
+    let owner = crate::api::owner_of(es)?;
     Ok(SyncSpec {
         identity,
         sources,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::Value;
 
 use super::crd::{BackendType, ExternalSecret};
@@ -131,9 +131,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
         .type_
         .or_else(|| spec.type_.clone().filter(|t| !t.is_empty()))
         .unwrap_or_else(|| "Opaque".into());
-    let owner = es
-        .controller_owner_ref(&())
-        .ok_or_else(|| Error::InvalidSpec("the ExternalSecret has no uid yet".into()))?;
+    let owner = crate::api::owner_of(es)?;
     Ok(SyncSpec {
         identity,
         sources,
