@@ -174,6 +174,19 @@ where
 
 /// Installs the global subscriber: `level` for our crate, warnings for dependencies unless
 /// `RUST_LOG` says otherwise.
+/// The subscriber, before its filter and writer: our JSON lines, and no terminal colours in
+/// the span fields a line carries (they are formatted before the line is).
+fn builder(
+    format: JsonFormat,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    JsonFormat,
+> {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .event_format(format)
+}
+
 pub fn init(level: &str, message_key: &str, pino: Option<Pino>) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
@@ -181,15 +194,14 @@ pub fn init(level: &str, message_key: &str, pino: Option<Pino>) -> anyhow::Resul
             "warn,vault_external_secrets={level},kube_runtime::controller=warn"
         ))?,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .event_format(JsonFormat {
-            message_key: message_key.to_string(),
-            pino,
-        })
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+    builder(JsonFormat {
+        message_key: message_key.to_string(),
+        pino,
+    })
+    .with_env_filter(filter)
+    .with_writer(std::io::stdout)
+    .try_init()
+    .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
 
 #[cfg(test)]
@@ -214,11 +226,9 @@ mod tests {
     fn line(format: JsonFormat) -> Value {
         let buf = Buf::default();
         let w = buf.clone();
-        let sub = tracing_subscriber::fmt()
-            .event_format(format)
-            .with_writer(move || w.clone())
-            .finish();
+        let sub = builder(format).with_writer(move || w.clone()).finish();
         tracing::subscriber::with_default(sub, || {
+            let _span = tracing::info_span!("sync", api = "eso", name = "app").entered();
             tracing::warn!(name = "app", "sync failed");
         });
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
@@ -275,5 +285,7 @@ mod tests {
         assert_eq!(v["level"], "warn");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
         assert_eq!(v["msg"], "sync failed");
+        // The span's fields, without terminal escapes.
+        assert_eq!(v["sync"], "api=\"eso\" name=\"app\"", "{v}");
     }
 }

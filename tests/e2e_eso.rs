@@ -932,3 +932,115 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
         "the LDAP store cannot log in here: the Secret is not recreated"
     );
 }
+
+/// Kills the process when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A store's server CA, inline (`caBundle`) or from a ConfigMap key (`caProvider`), against an
+/// OpenBao serving TLS with a CA of its own; without it the store fails validation.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: make e2e"]
+async fn eso_store_ca_from_bundle_and_config_map() {
+    let w = World::get().await;
+    let ns = w.namespace("eso-tls").await;
+    let certs = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let _bao = KillOnDrop(
+        std::process::Command::new(common::bao_bin())
+            .args([
+                "server",
+                "-dev",
+                "-dev-tls",
+                &format!("-dev-tls-cert-dir={}", certs.path().display()),
+                "-dev-root-token-id=root",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("https://127.0.0.1:{port}");
+    // The CA the dev server generated (`*-ca.pem`), and the server up behind it.
+    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
+    let (ca, http) = loop {
+        let ca = std::fs::read_dir(certs.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with("-ca.pem"))
+            .and_then(|e| std::fs::read_to_string(e.path()).ok());
+        if let Some(ca) = ca {
+            let http = reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+                .build()
+                .unwrap();
+            if http
+                .get(format!("{addr}/v1/sys/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break (ca, http);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS OpenBao did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    common::root_request(
+        &http,
+        &addr,
+        "root",
+        None,
+        "PUT",
+        "secret/data/tls/app",
+        json!({"data": {"v": "over-tls"}}),
+    )
+    .await
+    .unwrap();
+    let indented: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    w.kubectl_apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: token, namespace: {ns}}}\nstringData: {{token: root}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: vault-ca, namespace: {ns}}}\ndata:\n  ca.crt: |\n{indented}"
+    ));
+    let ctl = Controller::start(&w, "eso-tls", &[("WATCHED_NAMESPACES", &ns)]);
+    ctl.wait_ready().await;
+    let tls_store = |name: &str, ca: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    vault:\n      server: {addr}\n      path: secret\n      version: v2\n{ca}      auth:\n        tokenSecretRef: {{name: token, key: token}}\n"
+        )
+    };
+    w.kubectl_apply(&tls_store(
+        "inline",
+        &format!("      caBundle: {}\n", b64(&ca)),
+    ));
+    w.kubectl_apply(&tls_store(
+        "from-config-map",
+        "      caProvider: {type: ConfigMap, name: vault-ca, key: ca.crt}\n",
+    ));
+    w.kubectl_apply(&tls_store("untrusted", ""));
+    let item = "  data:\n  - {secretKey: v, remoteRef: {key: tls/app, property: v}}\n";
+    for store in ["inline", "from-config-map"] {
+        w.kubectl_apply(&es_yaml(&ns, store, store, item));
+        let s = w
+            .wait_secret(&ns, store, SYNC_TIMEOUT, |s| value(s, "v").is_some())
+            .await;
+        assert_eq!(value(&s, "v").as_deref(), Some("over-tls"), "{store}");
+        let r = wait_store(&w, Some(&ns), store, |r| !r.0.is_empty()).await;
+        assert_eq!(r.1, "Valid", "{store}: {r:?}");
+    }
+    let r = wait_store(&w, Some(&ns), "untrusted", |r| !r.0.is_empty()).await;
+    assert_eq!(
+        (r.0.as_str(), r.1.as_str()),
+        ("False", "ValidationFailed"),
+        "{r:?}"
+    );
+}

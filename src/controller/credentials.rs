@@ -1,5 +1,5 @@
 //! Login credentials from the cluster: a key of a Secret, or a short-lived token of a
-//! ServiceAccount (TokenRequest). Asked only when the token cache logs in, so a store shared by
+//! ServiceAccount (TokenRequest); and a store's CA bundle from a Secret or ConfigMap. Asked only when the token cache logs in, so a store shared by
 //! thousands of objects costs one Secret read or TokenRequest per login.
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use secrecy::SecretString;
@@ -54,6 +54,22 @@ impl CredentialSource for KubeCredentials {
                     let text = String::from_utf8(bytes.0)
                         .map_err(|_| failed("the value is not UTF-8".into()))?;
                     Ok(SecretString::from(text))
+                }
+                Credential::ConfigMapKey {
+                    namespace,
+                    name,
+                    key,
+                } => {
+                    let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+                    let cm = api
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| failed(kube_brief(&e)))?
+                        .ok_or_else(|| failed("no such ConfigMap".into()))?;
+                    cm.data
+                        .and_then(|mut d| d.remove(key))
+                        .map(SecretString::from)
+                        .ok_or_else(|| failed("no such key".into()))
                 }
                 Credential::ServiceAccountToken {
                     namespace,

@@ -270,6 +270,7 @@ fn referent(login: &crate::vault::Login) -> bool {
     use crate::vault::Login;
     let empty = |c: &Credential| match c {
         Credential::SecretKey { namespace, .. }
+        | Credential::ConfigMapKey { namespace, .. }
         | Credential::ServiceAccountToken { namespace, .. } => namespace.is_empty(),
         Credential::OwnServiceAccount => false,
     };

@@ -84,18 +84,33 @@ impl TokenCache {
         &self.http
     }
 
-    /// The client of the server `key` reads from.
-    pub fn http_for(&self, key: &AuthKey) -> Result<VaultHttp, VaultError> {
+    /// The client of the server `key` reads from, made on first use (a CA from a Secret or
+    /// ConfigMap is fetched then, once per server).
+    pub async fn http_for(&self, key: &AuthKey) -> Result<VaultHttp, VaultError> {
+        if let Some(h) = self.cached_http(key) {
+            return Ok(h);
+        }
         let Some(server) = &key.server else {
             return Ok(self.http.clone());
         };
+        let fetched_ca = match &server.ca_from {
+            Some(cred) => Some(self.credentials.fetch(cred).await?),
+            None => None,
+        };
+        let h = self
+            .http
+            .for_server(server, fetched_ca.as_ref().map(|c| c.expose_secret()))?;
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = servers.get(server) {
-            return Ok(h.clone());
-        }
-        let h = self.http.for_server(server)?;
-        servers.insert(server.clone(), h.clone());
-        Ok(h)
+        Ok(servers.entry(server.clone()).or_insert(h).clone())
+    }
+
+    /// The client of `key`'s server if it was made already.
+    fn cached_http(&self, key: &AuthKey) -> Option<VaultHttp> {
+        let Some(server) = &key.server else {
+            return Some(self.http.clone());
+        };
+        let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.get(server).cloned()
     }
 
     fn slot(&self, key: &AuthKey) -> Slot {
@@ -194,7 +209,8 @@ impl TokenCache {
             return Ok(Verdict::Permission);
         }
         match self
-            .http_for(key)?
+            .http_for(key)
+            .await?
             .request(
                 Op::Lookup,
                 Method::GET,
@@ -261,7 +277,7 @@ impl TokenCache {
         if !token.owned {
             return false;
         }
-        let Ok(http) = self.http_for(key) else {
+        let Ok(http) = self.http_for(key).await else {
             return false;
         };
         let r = http
@@ -289,7 +305,7 @@ impl TokenCache {
     fn succeeded(&self, key: &AuthKey, st: &mut SlotState) {
         if st.failure.take().is_some() {
             tracing::info!(mount = %key.mount, role = %key.role, "Vault login works again");
-            if let Ok(http) = self.http_for(key) {
+            if let Some(http) = self.cached_http(key) {
                 http.breaker().recovered();
             }
         }
@@ -313,7 +329,7 @@ impl TokenCache {
     }
 
     async fn login(&self, key: &AuthKey) -> Result<Token, VaultError> {
-        let http = self.http_for(key)?;
+        let http = self.http_for(key).await?;
         let Some((path, body)) = login_request(key, self.credentials.as_ref()).await? else {
             return self.adopt_given_token(key, &http).await;
         };
@@ -355,7 +371,8 @@ impl TokenCache {
     async fn renew(&self, key: &AuthKey, token: &mut Token) -> Result<(), VaultError> {
         let path = "auth/token/renew-self";
         let resp = self
-            .http_for(key)?
+            .http_for(key)
+            .await?
             .request(
                 Op::Renew,
                 Method::POST,

@@ -111,7 +111,12 @@ impl VaultHttp {
 
     /// A client for another server (an ESO store's), with the same retry settings and metrics,
     /// its own TLS roots, headers and breaker.
-    pub fn for_server(&self, server: &super::Server) -> Result<VaultHttp, VaultError> {
+    /// `fetched_ca`: PEM read from the server's `ca_from`, trusted besides `ca_pem`.
+    pub fn for_server(
+        &self,
+        server: &super::Server,
+        fetched_ca: Option<&str>,
+    ) -> Result<VaultHttp, VaultError> {
         let bad = |reason: String| VaultError::Server {
             addr: server.addr.clone(),
             reason,
@@ -122,9 +127,12 @@ impl VaultHttp {
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
             .danger_accept_invalid_certs(self.skip_verify);
-        if let Some(pem) = &server.ca_pem {
+        for pem in server.ca_pem.as_deref().into_iter().chain(fetched_ca) {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|_| bad("the CA bundle is not PEM".into()))?;
+            if certs.is_empty() {
+                return Err(bad("the CA bundle holds no certificate".into()));
+            }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
@@ -321,11 +329,15 @@ impl VaultHttp {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| VaultError::Transport {
-            op,
-            path: path.to_string(),
+        let resp = req.send().await.map_err(|e| {
             // Without the URL: reqwest would repeat it, and the source chain is what explains.
-            reason: error_chain(&e.without_url()),
+            let reason = error_chain(&e.without_url());
+            let path = path.to_string();
+            if is_tls_failure(&reason) {
+                VaultError::Tls { op, path, reason }
+            } else {
+                VaultError::Transport { op, path, reason }
+            }
         })?;
         let status = resp.status();
         let retry_after = resp
@@ -394,6 +406,18 @@ fn vault_error_message(body: &[u8], status: StatusCode) -> String {
             .unwrap_or("no error message")
             .to_string(),
     }
+}
+
+/// rustls' certificate and handshake failures, as the error chain words them.
+fn is_tls_failure(chain: &str) -> bool {
+    [
+        "invalid peer certificate",
+        "certificate",
+        "HandshakeFailure",
+        "tls handshake",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

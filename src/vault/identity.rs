@@ -12,6 +12,8 @@ pub struct Server {
     pub namespace: Option<String>,
     /// PEM roots to trust besides the system's.
     pub ca_pem: Option<String>,
+    /// More PEM roots, read from a Secret or ConfigMap key when the client is made.
+    pub ca_from: Option<Credential>,
     /// Extra request headers, sorted.
     pub headers: Vec<(String, String)>,
 }
@@ -24,6 +26,12 @@ pub enum Credential {
     OwnServiceAccount,
     /// A key of a Secret.
     SecretKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    /// A key of a ConfigMap (a CA bundle: not secret, but fetched the same way).
+    ConfigMapKey {
         namespace: String,
         name: String,
         key: String,
@@ -46,6 +54,11 @@ impl Credential {
                 name,
                 key,
             } => format!("key {key:?} of Secret {namespace}/{name}"),
+            Credential::ConfigMapKey {
+                namespace,
+                name,
+                key,
+            } => format!("key {key:?} of ConfigMap {namespace}/{name}"),
             Credential::ServiceAccountToken {
                 namespace, name, ..
             } => format!("a token of ServiceAccount {namespace}/{name}"),

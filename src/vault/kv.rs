@@ -200,7 +200,7 @@ impl KvReader {
     /// read: the token is checked once (`TokenCache::verify`); only a bad one is replaced, and
     /// the request is tried once more with the new token. A 403 then is the path's answer.
     async fn authed(&self, auth: &AuthKey, op: Op, path: &str) -> Result<Value, VaultError> {
-        let http = self.tokens.http_for(auth)?;
+        let http = self.tokens.http_for(auth).await?;
         let token = self.tokens.token(auth).await?;
         let sent = tokio::time::Instant::now();
         let resp = http

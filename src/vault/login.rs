@@ -104,6 +104,7 @@ mod tests {
                 Credential::SecretKey { key, .. } if key == "role" => "rid\n",
                 Credential::SecretKey { .. } => "from-secret",
                 Credential::ServiceAccountToken { .. } => "sa-jwt",
+                Credential::ConfigMapKey { .. } => "pem",
             };
             async move { Ok(SecretString::from(v.to_string())) }.boxed()
         }

@@ -43,6 +43,14 @@ pub enum VaultError {
         path: String,
         reason: String,
     },
+    /// The server's TLS certificate is not trusted (or TLS failed otherwise): a configuration
+    /// matter (CA bundle), not an outage — not retried, does not open the breaker.
+    #[error("Vault request to {path} failed TLS: {reason}")]
+    Tls {
+        op: Op,
+        path: String,
+        reason: String,
+    },
     /// Not sent: the server failed a moment ago and has not answered its health check since.
     #[error("Vault is unavailable ({last}); waiting for it to answer its health check")]
     Unavailable { op: Op, last: String },
@@ -103,6 +111,7 @@ impl VaultError {
         match self {
             VaultError::Status { op, .. }
             | VaultError::Transport { op, .. }
+            | VaultError::Tls { op, .. }
             | VaultError::Unavailable { op, .. } => Some(*op),
             VaultError::Jwt { .. } | VaultError::Credential { .. } => Some(Op::Login),
             _ => None,
@@ -123,6 +132,7 @@ impl VaultError {
             VaultError::Status { status, .. } if *status >= 500 => "server_error",
             VaultError::Status { .. } => "client_error",
             VaultError::Transport { .. } => "transport_error",
+            VaultError::Tls { .. } => "tls_error",
             VaultError::Unavailable { .. } => "unavailable",
             VaultError::Jwt { .. } => "jwt_error",
             VaultError::Credential { .. } => "credential_error",

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use super::crd::{ExternalSecret, RemoteRef};
 use super::path::{api_path, metadata_path};
 use super::store::{
-    SecretKeySelector, ServiceAccountSelector, StoreSpec, VaultAuth, VaultProvider,
+    CaProvider, SecretKeySelector, ServiceAccountSelector, StoreSpec, VaultAuth, VaultProvider,
 };
 use super::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::engine::render::check_secret_key;
@@ -273,30 +273,19 @@ fn server(
             store.name
         )));
     }
-    if vault.ca_provider.is_some() {
-        return Err(Error::Unsupported(format!(
-            "{} {}: caProvider is not supported yet; put the CA in caBundle",
-            store.kind.as_str(),
-            store.name
-        )));
-    }
     let ca_pem = match vault.ca_bundle.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(b64) => {
-            use base64::Engine;
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    Error::Store(format!(
-                        "{} {}: caBundle is not base64-encoded PEM",
-                        store.kind.as_str(),
-                        store.name
-                    ))
-                })?;
-            Some(pem)
-        }
+        Some(b64) => Some(decode_ca_bundle(b64).ok_or_else(|| {
+            Error::Store(format!(
+                "{} {}: caBundle is not base64-encoded PEM",
+                store.kind.as_str(),
+                store.name
+            ))
+        })?),
+    };
+    let ca_from = match &vault.ca_provider {
+        None => None,
+        Some(p) => Some(ca_provider(p, store)?),
     };
     let namespace = vault.namespace.clone().filter(|n| !n.is_empty());
     let headers: Vec<(String, String)> = vault
@@ -305,7 +294,11 @@ fn server(
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if addr == settings.vault_addr && namespace.is_none() && ca_pem.is_none() && headers.is_empty()
+    if addr == settings.vault_addr
+        && namespace.is_none()
+        && ca_pem.is_none()
+        && ca_from.is_none()
+        && headers.is_empty()
     {
         return Ok(None);
     }
@@ -313,8 +306,69 @@ fn server(
         addr: addr.to_string(),
         namespace,
         ca_pem,
+        ca_from,
         headers,
     })))
+}
+
+/// `caBundle`: base64 of PEM as every `[]byte` field (and, as ESO also accepts, base64 of
+/// that).
+fn decode_ca_bundle(b64: &str) -> Option<String> {
+    use base64::Engine;
+    let decode = |s: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let once = decode(b64)?;
+    if once.contains("-----BEGIN") {
+        return Some(once);
+    }
+    decode(&once).filter(|pem| pem.contains("-----BEGIN"))
+}
+
+/// `caProvider`: a Secret or ConfigMap key, in the store's namespace (a SecretStore) or the one
+/// it names (a ClusterSecretStore must name one, as in ESO).
+fn ca_provider(p: &CaProvider, store: &StoreView<'_>) -> Result<Credential, Error> {
+    let bad = |why: &str| {
+        Error::Store(format!(
+            "{} {}: caProvider {why}",
+            store.kind.as_str(),
+            store.name
+        ))
+    };
+    let namespace = match (store.kind, p.namespace.as_deref().filter(|n| !n.is_empty())) {
+        (StoreKind::SecretStore, Some(n)) if Some(n) != store.namespace => {
+            return Err(bad(
+                "namespace should either be empty or match the namespace of the SecretStore",
+            ))
+        }
+        (StoreKind::SecretStore, _) => store.namespace.unwrap_or_default().to_string(),
+        (StoreKind::ClusterSecretStore, Some(n)) => n.to_string(),
+        (StoreKind::ClusterSecretStore, None) => {
+            return Err(bad("needs a namespace on a ClusterSecretStore"))
+        }
+    };
+    let key = p
+        .key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| bad("needs a key"))?;
+    let name = p.name.clone();
+    match p.type_.as_str() {
+        "Secret" => Ok(Credential::SecretKey {
+            namespace,
+            name,
+            key,
+        }),
+        "ConfigMap" => Ok(Credential::ConfigMapKey {
+            namespace,
+            name,
+            key,
+        }),
+        other => Err(bad(&format!("type {other:?} is not Secret or ConfigMap"))),
+    }
 }
 
 /// The Vault identity the store logs in as, for an ExternalSecret in `es_ns`.
