@@ -16,10 +16,11 @@ use tokio::sync::watch;
 
 use super::triggers::Retrigger;
 use super::Shared;
+use crate::api::eso::identity::identity;
 use crate::api::eso::status::ready_condition;
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec, StoreStatus};
 use crate::api::eso::stores::serves;
-use crate::api::eso::translate::{identity, Settings, StoreKind, StoreView};
+use crate::api::eso::translate::{Settings, StoreKind, StoreView};
 use crate::error::Error;
 use crate::vault::Credential;
 

@@ -1,0 +1,142 @@
+//! Pure: what a Vault/OpenBao audit-device entry says about a KV write, for change events. Only
+//! `type`, `request.operation`, `request.path`, `request.mount_type` are looked at; an entry whose
+//! request data is not HMAC'd (`log_raw = true`) is refused without reading further, so no value
+//! is ever held. The entry is a hint: values still come from an authenticated read.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Entries larger than this are dropped unread (a KV write's entry is a few hundred bytes).
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
+
+/// Why an entry was not a change event (the bounded `reason` label of the drop metric).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    TooLarge,
+    NotJson,
+    /// Request data in clear: the device has `log_raw` on.
+    RawValues,
+    /// A read, a response, a non-KV mount: not a change.
+    NotAWrite,
+}
+
+impl Dropped {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::TooLarge => "too_large",
+            Dropped::NotJson => "not_json",
+            Dropped::RawValues => "raw_values",
+            Dropped::NotAWrite => "not_a_write",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    request: Option<Request>,
+}
+
+#[derive(Deserialize)]
+struct Request {
+    operation: Option<String>,
+    path: Option<String>,
+    mount_type: Option<String>,
+    data: Option<serde_json::Map<String, Value>>,
+}
+
+/// Every string in the value is HMAC'd, as an audit device without `log_raw` writes them
+/// (numbers and booleans are not hashed by Vault, and say nothing of a secret's strings).
+fn hashed(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.starts_with("hmac-sha256:"),
+        Value::Object(m) => m.values().all(hashed),
+        Value::Array(a) => a.iter().all(hashed),
+        _ => true,
+    }
+}
+
+/// The secret a KV write entry changed, as `secret_key` names it.
+pub fn changed_secret(bytes: &[u8]) -> Result<String, Dropped> {
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Err(Dropped::TooLarge);
+    }
+    let entry: Entry = serde_json::from_slice(bytes).map_err(|_| Dropped::NotJson)?;
+    let req = entry.request.ok_or(Dropped::NotAWrite)?;
+    if req.data.as_ref().is_some_and(|d| !d.values().all(hashed)) {
+        return Err(Dropped::RawValues);
+    }
+    let write = matches!(
+        req.operation.as_deref(),
+        Some("create" | "update" | "patch" | "delete")
+    );
+    if entry.type_.as_deref() != Some("request")
+        || !write
+        || req.mount_type.as_deref().is_some_and(|t| t != "kv")
+    {
+        return Err(Dropped::NotAWrite);
+    }
+    let path = req.path.ok_or(Dropped::NotAWrite)?;
+    Ok(secret_key(&path))
+}
+
+/// One name for a secret whatever API path touched it: the query dropped, and the first
+/// `data`, `metadata`, `delete`, `destroy` or `undelete` segment after the first one removed
+/// (KV v2's sub-paths). A KV v1 secret whose path has such a segment maps onto its neighbour:
+/// at worst an early read, never a missed one.
+pub fn secret_key(api_path: &str) -> String {
+    let path = api_path.split('?').next().unwrap_or_default();
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(i) = segments
+        .iter()
+        .skip(1)
+        .position(|s| matches!(*s, "data" | "metadata" | "delete" | "destroy" | "undelete"))
+    {
+        segments.remove(i + 1);
+    }
+    segments.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn kv_writes_name_their_secret() {
+        for (op, path) in [
+            ("update", "kv/data/app/db"),
+            ("create", "kv/data/app/db"),
+            ("patch", "kv/data/app/db"),
+            ("delete", "kv/metadata/app/db"),
+            ("update", "kv/destroy/app/db"),
+            ("update", "kv/undelete/app/db"),
+        ] {
+            let e = entry(json!({"type": "request", "request": {"operation": op, "path": path,
+                "mount_type": "kv", "data": {"data": {"v": "hmac-sha256:ab"}}}}));
+            assert_eq!(changed_secret(&e).unwrap(), "kv/app/db", "{op} {path}");
+        }
+        assert_eq!(secret_key("kv/data/app/db?version=3"), "kv/app/db");
+        assert_eq!(secret_key("secret/app/db"), "secret/app/db");
+    }
+
+    #[test]
+    fn everything_else_is_dropped() {
+        let read = entry(json!({"type": "request", "request": {"operation": "read", "path": "kv/data/a", "mount_type": "kv"}}));
+        assert_eq!(changed_secret(&read), Err(Dropped::NotAWrite));
+        let response = entry(json!({"type": "response", "request": {"operation": "update", "path": "kv/data/a"}}));
+        assert_eq!(changed_secret(&response), Err(Dropped::NotAWrite));
+        let other_mount = entry(json!({"type": "request", "request": {"operation": "update", "path": "sys/policy/x", "mount_type": "system"}}));
+        assert_eq!(changed_secret(&other_mount), Err(Dropped::NotAWrite));
+        let raw = entry(json!({"type": "request", "request": {"operation": "update", "path": "kv/data/a",
+            "mount_type": "kv", "data": {"data": {"n": 1, "password": "in-clear"}}}}));
+        assert_eq!(changed_secret(&raw), Err(Dropped::RawValues));
+        assert_eq!(changed_secret(b"{not json"), Err(Dropped::NotJson));
+        assert_eq!(changed_secret(&vec![b' '; MAX_ENTRY_BYTES + 1]), Err(Dropped::TooLarge));
+    }
+}
