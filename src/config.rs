@@ -64,6 +64,22 @@ pub struct Config {
     /// `CONTROLLER_CLASS`: ESO stores whose `spec.controller` equals it (unset: stores without
     /// one), so this controller and ESO can each take their own stores during a migration.
     pub controller_class: Option<String>,
+    /// Change events from Vault's audit stream; `None` when `AUDIT_LISTEN_ADDR` is unset.
+    pub audit: Option<AuditListener>,
+}
+
+/// `AUDIT_LISTEN_ADDR` and its bounds: a Vault `socket` audit device (UDP) sends every request
+/// here; a KV write makes the objects reading that secret sync at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditListener {
+    pub addr: std::net::SocketAddr,
+    /// `AUDIT_MIN_REFRESH` (milliseconds, default 1000): at most one event-driven read per
+    /// secret in this time.
+    pub min_refresh: Duration,
+    /// `AUDIT_MAX_READS_PER_SECOND` (default 50): event-driven reads in all, per second.
+    pub max_per_second: u32,
+    /// `AUDIT_ALLOWED_SOURCES`: comma-separated CIDRs datagrams may come from (default: any).
+    pub allowed_sources: Vec<ipnet::IpNet>,
 }
 
 /// Which APIs' ExternalSecrets are served.
@@ -220,6 +236,33 @@ impl Config {
             },
             apis: parse_apis(get("SERVE_APIS").as_deref())?,
             controller_class: get("CONTROLLER_CLASS"),
+            audit: match get("AUDIT_LISTEN_ADDR") {
+                None => None,
+                Some(addr) => Some(AuditListener {
+                    addr: addr.parse().map_err(|_| {
+                        err("AUDIT_LISTEN_ADDR", &format!("{addr:?} is not HOST:PORT"))
+                    })?,
+                    min_refresh: Duration::from_millis(parse_num(&get, "AUDIT_MIN_REFRESH", 1000)?),
+                    max_per_second: parse_num(&get, "AUDIT_MAX_READS_PER_SECOND", 50)?,
+                    allowed_sources: get("AUDIT_ALLOWED_SOURCES")
+                        .map(|v| {
+                            v.split(',')
+                                .map(str::trim)
+                                .filter(|s| !s.is_empty())
+                                .map(|c| {
+                                    c.parse().map_err(|_| {
+                                        err(
+                                            "AUDIT_ALLOWED_SOURCES",
+                                            &format!("{c:?} is not a CIDR"),
+                                        )
+                                    })
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .transpose()?
+                        .unwrap_or_default(),
+                }),
+            },
         })
     }
 

@@ -102,6 +102,20 @@ async fn chart_lints_renders_and_applies() {
     ]);
     assert_eq!(eso.matches("kind: CustomResourceDefinition").count(), 3);
     assert_eq!(eso.matches("helm.sh/resource-policy: keep").count(), 3);
+    let audit = helm(&[
+        "template",
+        "chart-audit",
+        CHART,
+        "--kube-version",
+        "1.35.4",
+        "--set",
+        "auditListener.enabled=true",
+    ]);
+    assert!(
+        audit.contains("value: \"0.0.0.0:9514\"") && audit.contains("protocol: UDP"),
+        "{audit}"
+    );
+    assert!(!default.contains("AUDIT_LISTEN_ADDR"), "off by default");
     must_kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&eso));
 
     // The seed's KES values.yaml, unchanged but for the image.

@@ -4,6 +4,7 @@
 //! next poll (`schedule`). Per-object memory is `objects`; wiring (watches, leader election,
 //! Vault events, shutdown) is `run`.
 
+mod audit_listener;
 mod credentials;
 mod eso;
 mod eso_stores;
@@ -13,6 +14,7 @@ mod kes;
 mod leader;
 pub mod namespaces;
 mod objects;
+mod readers;
 mod reconcile;
 mod report;
 mod run;
@@ -45,6 +47,7 @@ use eso_stores::EsoStores;
 use gate::Gate;
 use namespaces::NamespaceIndex;
 use objects::Objects;
+use readers::Readers;
 use secret_index::SecretIndex;
 
 /// What one controller process shares across namespaces.
@@ -60,6 +63,8 @@ pub struct Shared {
     pub namespaces: NamespaceIndex,
     /// ESO's SecretStores and ClusterSecretStores.
     pub eso: EsoStores,
+    /// Which objects read which secret (change events; kept only with `AUDIT_LISTEN_ADDR`).
+    pub readers: Readers,
     /// Warnings go through one Recorder, whose cache turns a repeated warning into a series.
     warnings: Recorder,
     reporter: Reporter,
@@ -88,6 +93,7 @@ impl Shared {
             objects: Objects::new(metrics.clone()),
             namespaces: NamespaceIndex::default(),
             eso: EsoStores::new(&run::scope_list(&config)),
+            readers: Readers::default(),
             client,
             config,
             defaults,

@@ -26,6 +26,8 @@ struct State {
     last_warning: Option<(String, Instant)>,
     /// Our recent restores of a Secret someone else changed.
     restores: Restores,
+    /// A change event for a secret it reads arrived then, not yet synced.
+    changed_at: Option<Instant>,
 }
 
 pub struct Objects {
@@ -65,6 +67,18 @@ impl Objects {
 
     pub fn record_written(&self, uid: &str, fingerprint: [u8; 32], rv: String) {
         self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv));
+    }
+
+    /// A change event says a secret the object reads changed: its next sync is urgent.
+    pub fn changed(&self, uid: &str, at: Instant) {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        st.changed_at.get_or_insert(at);
+    }
+
+    /// When the pending change event arrived, if one did (cleared: this sync serves it).
+    pub fn take_changed(&self, uid: &str) -> Option<Instant> {
+        self.map().get_mut(uid).and_then(|st| st.changed_at.take())
     }
 
     /// The sync succeeded: failures and the last warning are forgotten.

@@ -104,11 +104,18 @@ mod tests {
     #[test]
     fn readers_follow_syncs_and_pruning() {
         let r = Readers::default();
-        r.record("a", vec![read("kv/data/app?version=2"), read("kv/data/other")]);
+        r.record(
+            "a",
+            vec![read("kv/data/app?version=2"), read("kv/data/other")],
+        );
         r.record("b", vec![read("kv/data/app")]);
         let (uids, reads) = r.of("kv/app");
         assert_eq!(uids, ["a".to_string(), "b".to_string()].into());
-        assert_eq!(reads.len(), 2, "both forms of the read are dropped from the cache");
+        assert_eq!(
+            reads.len(),
+            2,
+            "both forms of the read are dropped from the cache"
+        );
         r.record("a", vec![read("kv/data/other")]);
         assert_eq!(r.of("kv/app").0, ["b".to_string()].into());
         r.retain(&["a".to_string()].into());

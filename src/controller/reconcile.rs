@@ -38,7 +38,9 @@ pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
     // New to this process or spec changed: someone waits for it. Else a poll or a retry.
-    let lane = if shared.needs_sync(es.meta()) {
+    // A change event from Vault's audit stream makes it urgent too.
+    let changed_at = shared.objects.take_changed(&uid);
+    let lane = if shared.needs_sync(es.meta()) || changed_at.is_some() {
         Lane::Urgent
     } else {
         Lane::Periodic
@@ -48,13 +50,14 @@ pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Act
     let span = tracing::info_span!("sync", api = K::API, namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
     // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
     // `run::STARTED_SYNCS` of them wait at the gate at once).
-    Box::pin(sync_and_report(es, uid, &ctx).instrument(span)).await
+    Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
 }
 
 /// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
 async fn sync_and_report<K: FrontEnd>(
     es: Arc<K>,
     uid: String,
+    changed_at: Option<Instant>,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let shared = &ctx.shared;
@@ -67,6 +70,12 @@ async fn sync_and_report<K: FrontEnd>(
     match &result {
         Ok((written, _)) => {
             timer.success();
+            if let (Some(at), Write::Create(()) | Write::Update(())) = (changed_at, written) {
+                shared
+                    .metrics
+                    .change_latency
+                    .observe(at.elapsed().as_secs_f64());
+            }
             match written {
                 Write::Create(()) => tracing::info!("created Secret"),
                 Write::Update(()) => tracing::info!("updated Secret"),
@@ -120,6 +129,9 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
     let spec = es.spec(shared)?;
+    if shared.config.audit.is_some() {
+        shared.readers.record(uid, plan::reads(&spec).collect());
+    }
     let phase = plan::phase(&spec);
     let desired = fetch_and_render(&shared.kv, &spec).await?;
     let fingerprint = desired.fingerprint();

@@ -13,6 +13,7 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
+use super::audit_listener;
 use super::credentials::KubeCredentials;
 use super::eso_stores;
 use super::front_end::FrontEnd;
@@ -262,6 +263,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         scopes.retrigger.clone(),
         scopes.secret_indexes.clone(),
     ));
+    if let Some(audit) = config.audit.clone() {
+        tokio::spawn(audit_listener::listen(
+            shared.clone(),
+            scopes.retrigger.clone(),
+            audit,
+        ));
+    }
     tokio::spawn(prune_loop(
         shared.clone(),
         scopes.retrigger.clone(),
@@ -329,6 +337,7 @@ async fn prune_loop(shared: Arc<Shared>, objects: Arc<Retrigger>, every: Duratio
             live.insert(uid);
             live_names.entry(ns).or_default().insert(name);
         }
+        shared.readers.retain(&live);
         shared.objects.prune(&live, &live_names);
     }
 }

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub eso_per_object: EsoPerObject,
     /// ESO's `externalsecret_provider_api_calls_count{provider,call,status}`.
     pub provider_calls: IntCounterVec,
+    /// Audit-stream entries by result (matched, or why dropped).
+    pub audit_events: IntCounterVec,
+    /// Vault change event → Secret written.
+    pub change_latency: prometheus::Histogram,
     pub sync_duration: HistogramVec,
     pub vault_requests: IntCounterVec,
     pub secret_writes: IntCounterVec,
@@ -98,6 +102,22 @@ impl Metrics {
             &["provider", "call", "status"],
         )?;
         registry.register(Box::new(provider_calls.clone()))?;
+        let audit_events = IntCounterVec::new(
+            Opts::new(
+                "vault_external_secrets_audit_events_total",
+                "Vault audit-stream entries received, by result: matched, or why dropped (source, too_large, not_json, raw_values, not_a_write, unknown_secret, too_soon, rate_limited)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(audit_events.clone()))?;
+        let change_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "vault_external_secrets_change_event_seconds",
+                "From a Vault change event to the Secret written",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        registry.register(Box::new(change_latency.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
@@ -112,6 +132,8 @@ impl Metrics {
             per_object: PerObject::default(),
             eso_per_object: EsoPerObject::default(),
             provider_calls,
+            audit_events,
+            change_latency,
             sync_duration,
             vault_requests,
             secret_writes,

@@ -117,8 +117,10 @@ mod tests {
             ("update", "kv/destroy/app/db"),
             ("update", "kv/undelete/app/db"),
         ] {
-            let e = entry(json!({"type": "request", "request": {"operation": op, "path": path,
-                "mount_type": "kv", "data": {"data": {"v": "hmac-sha256:ab"}}}}));
+            let e = entry(
+                json!({"type": "request", "request": {"operation": op, "path": path,
+                "mount_type": "kv", "data": {"data": {"v": "hmac-sha256:ab"}}}}),
+            );
             assert_eq!(changed_secret(&e).unwrap(), "kv/app/db", "{op} {path}");
         }
         assert_eq!(secret_key("kv/data/app/db?version=3"), "kv/app/db");
@@ -127,16 +129,27 @@ mod tests {
 
     #[test]
     fn everything_else_is_dropped() {
-        let read = entry(json!({"type": "request", "request": {"operation": "read", "path": "kv/data/a", "mount_type": "kv"}}));
+        let read = entry(
+            json!({"type": "request", "request": {"operation": "read", "path": "kv/data/a", "mount_type": "kv"}}),
+        );
         assert_eq!(changed_secret(&read), Err(Dropped::NotAWrite));
-        let response = entry(json!({"type": "response", "request": {"operation": "update", "path": "kv/data/a"}}));
+        let response = entry(
+            json!({"type": "response", "request": {"operation": "update", "path": "kv/data/a"}}),
+        );
         assert_eq!(changed_secret(&response), Err(Dropped::NotAWrite));
-        let other_mount = entry(json!({"type": "request", "request": {"operation": "update", "path": "sys/policy/x", "mount_type": "system"}}));
+        let other_mount = entry(
+            json!({"type": "request", "request": {"operation": "update", "path": "sys/policy/x", "mount_type": "system"}}),
+        );
         assert_eq!(changed_secret(&other_mount), Err(Dropped::NotAWrite));
-        let raw = entry(json!({"type": "request", "request": {"operation": "update", "path": "kv/data/a",
-            "mount_type": "kv", "data": {"data": {"n": 1, "password": "in-clear"}}}}));
+        let raw = entry(
+            json!({"type": "request", "request": {"operation": "update", "path": "kv/data/a",
+            "mount_type": "kv", "data": {"data": {"n": 1, "password": "in-clear"}}}}),
+        );
         assert_eq!(changed_secret(&raw), Err(Dropped::RawValues));
         assert_eq!(changed_secret(b"{not json"), Err(Dropped::NotJson));
-        assert_eq!(changed_secret(&vec![b' '; MAX_ENTRY_BYTES + 1]), Err(Dropped::TooLarge));
+        assert_eq!(
+            changed_secret(&vec![b' '; MAX_ENTRY_BYTES + 1]),
+            Err(Dropped::TooLarge)
+        );
     }
 }

@@ -116,6 +116,11 @@ impl KvReader {
         }
     }
 
+    /// Drops a cached read, so the next sync reads Vault (a change event said it changed).
+    pub async fn invalidate(&self, key: &ReadKey) {
+        self.cache.invalidate(key).await;
+    }
+
     /// The token cache the reader logs in with (store validation checks a login through it).
     pub fn tokens(&self) -> &Arc<TokenCache> {
         &self.tokens

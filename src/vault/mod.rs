@@ -5,6 +5,7 @@
 //! Secret values and tokens never reach an error or a log line: errors carry the path, the HTTP
 //! status and Vault's own `errors` messages, which do not echo request bodies or tokens.
 
+pub mod audit_entry;
 mod auth;
 mod breaker;
 mod client;

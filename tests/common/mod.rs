@@ -57,6 +57,11 @@ impl Drop for Bao {
 impl Bao {
     /// Starts `bao server -dev` with KV v1 at `secret/`, KV v2 at `kv/`, a `readonly` policy.
     pub async fn start() -> Bao {
+        Self::start_with("").await
+    }
+
+    /// `start`, with more server configuration (HCL), e.g. a socket audit device.
+    pub async fn start_with(extra_hcl: &str) -> Bao {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let audit_log = dir.path().join("audit.log");
@@ -64,7 +69,7 @@ impl Bao {
         std::fs::write(
             &hcl,
             format!(
-                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n{extra_hcl}",
                 audit_log.display()
             ),
         )
