@@ -80,10 +80,10 @@ k config set-credentials admin --client-certificate="$pki/admin.crt" --client-ke
 k config set-context e2e --cluster=e2e --user=admin >/dev/null
 k config use-context e2e >/dev/null
 
-echo ">> kube-controller-manager (garbagecollector, namespace, serviceaccount)"
+echo ">> kube-controller-manager (garbagecollector, namespace, serviceaccount, deployment, replicaset)"
 start kube-controller-manager "$bin/kube-controller-manager" \
   --kubeconfig="$KUBECONFIG" --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
-  --controllers=garbagecollector,namespace,serviceaccount \
+  --controllers=garbagecollector,namespace,serviceaccount,deployment,replicaset \
   --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt"
 
@@ -97,7 +97,7 @@ k wait --for=condition=Established crd/externalsecrets.kubernetes-client.io \
 # leader election on so the HA tests have their Lease permissions.
 k create namespace vault-external-secrets >/dev/null
 "$bin/helm" template vault-external-secrets "$root/helm/vault-external-secrets" \
-  --namespace vault-external-secrets --kube-version 1.35.4 --set leaderElection.enabled=true --set rbac.authDelegator=false \
+  --namespace vault-external-secrets --kube-version 1.35.4 --set leaderElection.enabled=true --set rbac.authDelegator=false --set rolloutRestart.enabled=true \
   > "$E2E_DIR/chart-rendered.yaml"
 k apply -f "$E2E_DIR/chart-rendered.yaml" >/dev/null
 # Vault's token reviewer: a ServiceAccount bound to system:auth-delegator (seed walkthrough).

@@ -66,6 +66,9 @@ pub struct Config {
     pub controller_class: Option<String>,
     /// Change events from Vault's audit stream; `None` when `AUDIT_LISTEN_ADDR` is unset.
     pub audit: Option<AuditListener>,
+    /// `ROLLOUT_RESTART_MIN_INTERVAL` (seconds, default 60): at most one rollout restart per
+    /// workload in this time; changes inside it are folded into one restart at its end.
+    pub rollout_min_interval: Duration,
 }
 
 /// `AUDIT_LISTEN_ADDR` and its bounds: a Vault `socket` audit device (UDP) sends every request
@@ -236,6 +239,11 @@ impl Config {
             },
             apis: parse_apis(get("SERVE_APIS").as_deref())?,
             controller_class: get("CONTROLLER_CLASS"),
+            rollout_min_interval: Duration::from_secs(parse_num(
+                &get,
+                "ROLLOUT_RESTART_MIN_INTERVAL",
+                60,
+            )?),
             audit: match get("AUDIT_LISTEN_ADDR") {
                 None => None,
                 Some(addr) => Some(AuditListener {

@@ -82,8 +82,14 @@ pub trait FrontEnd:
     fn trim(&mut self) {
         let meta = self.meta_mut();
         meta.managed_fields = None;
-        meta.annotations = None;
         meta.labels = None;
         meta.creation_timestamp = None;
+        // Only the rollout-restart annotation is read.
+        if let Some(a) = meta.annotations.as_mut() {
+            a.retain(|k, _| k == super::rollout::ANNOTATION);
+        }
+        if meta.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+            meta.annotations = None;
+        }
     }
 }

@@ -17,6 +17,7 @@ mod objects;
 mod readers;
 mod reconcile;
 mod report;
+pub mod rollout;
 mod run;
 pub mod schedule;
 mod secret_index;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub eso: EsoStores,
     /// Which objects read which secret (change events; kept only with `AUDIT_LISTEN_ADDR`).
     pub readers: Readers,
+    /// Rollout restarts of the workloads an ExternalSecret names, batched per workload.
+    pub restarter: Arc<rollout::Restarter>,
     /// Warnings go through one Recorder, whose cache turns a repeated warning into a series.
     warnings: Recorder,
     reporter: Reporter,
@@ -94,6 +97,12 @@ impl Shared {
             namespaces: NamespaceIndex::default(),
             eso: EsoStores::new(&run::scope_list(&config)),
             readers: Readers::default(),
+            restarter: rollout::Restarter::new(
+                client.clone(),
+                Recorder::new(client.clone(), reporter.clone()),
+                config.rollout_min_interval,
+                metrics.clone(),
+            ),
             client,
             config,
             defaults,

@@ -1,6 +1,7 @@
 //! One ExternalSecret's turn, for either API: gate → front-end checks and translation → engine
 //! (fetch, render, write unless nothing changed) → report → next poll or backoff.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,8 +69,11 @@ async fn sync_and_report<K: FrontEnd>(
         return Ok(Action::await_change());
     }
     match &result {
-        Ok((written, _)) => {
+        Ok((written, _, data_changed)) => {
             timer.success();
+            if *data_changed {
+                shared.restarter.secret_changed(es.as_ref()).await;
+            }
             if let (Some(at), Write::Create(()) | Write::Update(())) = (changed_at, written) {
                 shared
                     .metrics
@@ -92,8 +96,14 @@ async fn sync_and_report<K: FrontEnd>(
                 .inc();
         }
     }
-    report::report(es.as_ref(), &uid, shared, result.as_ref().map(|(w, _)| w)).await;
-    let (_, phase) = result?;
+    report::report(
+        es.as_ref(),
+        &uid,
+        shared,
+        result.as_ref().map(|(w, _, _)| w),
+    )
+    .await;
+    let (_, phase, _) = result?;
     shared.objects.succeeded(&uid);
     let interval = match es.poll(shared) {
         _ if shared.config.disable_polling => return Ok(Action::await_change()),
@@ -124,8 +134,9 @@ pub fn error_policy<K: FrontEnd>(es: Arc<K>, err: &Error, ctx: Arc<Context>) -> 
     ))
 }
 
-/// Check and translate, fetch and render, write. Returns what was written and the poll phase.
-async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64), Error> {
+/// Check and translate, fetch and render, write. Returns what was written, the poll phase, and
+/// whether the Secret's data changed (an update, not a creation or a metadata-only write).
+async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64, bool), Error> {
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
     let spec = es.spec(shared)?;
@@ -150,7 +161,7 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
                 .secret_writes
                 .with_label_values(&["skipped"])
                 .inc();
-            return Ok((Write::Unchanged, phase));
+            return Ok((Write::Unchanged, phase, false));
         }
     }
     // Someone else changed the Secret since our last write, and we want the same content as
@@ -159,8 +170,13 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
 
     let api: Api<Secret> = Api::namespaced(shared.client.clone(), &desired.namespace);
     let known_absent = current_rv.is_none() && ctx.secrets.listed();
+    let data_changed = AtomicBool::new(false);
     let allow = |decision: &Write<Secret>, existing: Option<&Secret>| {
-        allow_write(shared, uid, &desired, decision, existing, restoring)
+        allow_write(shared, uid, &desired, decision, existing, restoring)?;
+        if let (Write::Update(next), Some(existing)) = (decision, existing) {
+            data_changed.store(next.data != existing.data, Ordering::Relaxed);
+        }
+        Ok(())
     };
     let (written, rv) = write::apply(&api, &desired, known_absent, allow).await?;
     shared
@@ -171,7 +187,7 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
     if let Some(rv) = rv {
         shared.objects.record_written(uid, fingerprint, rv);
     }
-    Ok((written, phase))
+    Ok((written, phase, data_changed.load(Ordering::Relaxed)))
 }
 
 /// Vets a write before it is sent: only the leader writes, and the third restore of a Secret

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     /// Vault change event → Secret written.
     pub change_latency: prometheus::Histogram,
+    /// Rollout restarts by workload kind and outcome.
+    pub rollout_restarts: IntCounterVec,
     pub sync_duration: HistogramVec,
     pub vault_requests: IntCounterVec,
     pub secret_writes: IntCounterVec,
@@ -118,6 +120,14 @@ impl Metrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )?;
         registry.register(Box::new(change_latency.clone()))?;
+        let rollout_restarts = IntCounterVec::new(
+            Opts::new(
+                "vault_external_secrets_rollout_restarts_total",
+                "Rollout restarts of workloads named by an ExternalSecret, by kind and outcome (restarted, not_found, forbidden, error)",
+            ),
+            &["kind", "outcome"],
+        )?;
+        registry.register(Box::new(rollout_restarts.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
@@ -134,6 +144,7 @@ impl Metrics {
             provider_calls,
             audit_events,
             change_latency,
+            rollout_restarts,
             sync_duration,
             vault_requests,
             secret_writes,

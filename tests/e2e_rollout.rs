@@ -1,0 +1,121 @@
+//! Rollout restarts on real changes, with kube-controller-manager's deployment and replicaset
+//! controllers: a Deployment named in the annotation gets a new ReplicaSet once per changed
+//! value — none at creation, none on a label-only change, none when the controller restarts —
+//! and changes inside `ROLLOUT_RESTART_MIN_INTERVAL` are folded into one restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::e2e::{value, Controller, World};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::ListParams;
+use kube::Api;
+use serde_json::json;
+
+const WINDOW_S: u64 = 15;
+
+async fn replica_sets(w: &World, ns: &str) -> usize {
+    let api: Api<ReplicaSet> = Api::namespaced(w.client.clone(), ns);
+    api.list_metadata(&ListParams::default().labels("app=api"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+async fn wait_replica_sets(w: &World, ns: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while replica_sets(w, ns).await != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} ReplicaSets, want {n}",
+            replica_sets(w, ns).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: make e2e"]
+async fn a_changed_secret_restarts_its_deployment_once() {
+    let w = World::get().await;
+    let ns = w.namespace("rollout").await;
+    w.put_kv1("rollout/app", json!({"v": "one"})).await;
+    w.kubectl_apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: api}}}}\n  template:\n    metadata: {{labels: {{app: api}}}}\n    spec:\n      containers: [{{name: c, image: registry.k8s.io/pause:3.10}}]\n"
+    ));
+    wait_replica_sets(&w, &ns, 1).await;
+    let es = |labels: &str| {
+        format!(
+            "apiVersion: kubernetes-client.io/v1\nkind: ExternalSecret\nmetadata:\n  name: app\n  namespace: {ns}\n  annotations: {{vault-external-secrets.io/rollout-restart: \"deployment/api\"}}\nspec:\n  backendType: vault\n  kvVersion: 1\n  vaultRole: k8s-role\n  template: {{metadata: {{labels: {{{labels}}}}}}}\n  data:\n  - {{name: v, key: secret/rollout/app, property: v}}\n"
+        )
+    };
+    let window = WINDOW_S.to_string();
+    let env = [
+        ("WATCHED_NAMESPACES", ns.as_str()),
+        ("ROLLOUT_RESTART_MIN_INTERVAL", window.as_str()),
+    ];
+    let mut ctl = Controller::start(&w, "rollout", &env);
+    ctl.wait_ready().await;
+    w.kubectl_apply(&es("tier: a"));
+    let has = |v: &'static str| {
+        move |s: &k8s_openapi::api::core::v1::Secret| value(s, "v").as_deref() == Some(v)
+    };
+    w.wait_secret(&ns, "app", Duration::from_secs(30), has("one"))
+        .await;
+    // A label-only change updates the Secret, restarts nothing.
+    w.kubectl_apply(&es("tier: b"));
+    w.wait_secret(&ns, "app", Duration::from_secs(30), |s| {
+        s.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.get("tier").map(String::as_str) == Some("b"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        replica_sets(&w, &ns).await,
+        1,
+        "creation and a label change restart nothing"
+    );
+
+    // The data changes: one restart at once.
+    w.put_kv1("rollout/app", json!({"v": "two"})).await;
+    w.wait_secret(&ns, "app", Duration::from_secs(30), has("two"))
+        .await;
+    wait_replica_sets(&w, &ns, 2).await;
+    // Three more changes inside the window: one restart, at its end.
+    for v in ["three", "four", "five"] {
+        w.put_kv1("rollout/app", json!({ "v": v })).await;
+        w.wait_secret(&ns, "app", Duration::from_secs(30), has(v))
+            .await;
+    }
+    assert_eq!(
+        replica_sets(&w, &ns).await,
+        2,
+        "folded until the window ends"
+    );
+    wait_replica_sets(&w, &ns, 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        replica_sets(&w, &ns).await,
+        3,
+        "exactly one restart for the three changes"
+    );
+
+    // A controller restart changes nothing, so restarts nothing.
+    ctl.terminate();
+    let ctl = Controller::start(&w, "rollout-2", &env);
+    ctl.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        replica_sets(&w, &ns).await,
+        3,
+        "no restart after the controller restarted"
+    );
+    assert!(ctl
+        .metrics()
+        .await
+        .contains("vault_external_secrets_secret_writes_total{kind=\"skipped\"}"));
+}
