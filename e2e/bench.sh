@@ -33,8 +33,13 @@ else
   bash "$root/e2e/up.sh"
   source "$E2E_DIR/env"
   mkdir -p docs
-  for api in ${APIS:-kes eso}; do
+  for api in ${APIS-kes eso}; do
     "$target/release/examples/bench" --controller "$controller" --api "$api" \
       --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
   done
+  # Change events from OpenBao's audit stream, polling every 5 minutes (AUDIT=0 skips it).
+  if [ "${AUDIT:-1}" = 1 ]; then
+    "$target/release/examples/bench" --controller "$controller" --api kes --audit \
+      --n "$n" --poll-ms 300000 --cycles 1 --changes 100 --record docs/benchmarks.md
+  fi
 fi

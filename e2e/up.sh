@@ -21,6 +21,11 @@ mkdir -p "$E2E_DIR/logs" "$E2E_DIR/pki" "$E2E_DIR/etcd"
 pki=$E2E_DIR/pki
 ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); API_PORT=$(free_port)
 KCM_PORT=$(free_port); BAO_PORT=$(free_port)
+# Where OpenBao's UDP socket audit device sends its entries (the benchmark's audit-events run
+# listens there; nothing does otherwise, and UDP to nobody costs OpenBao nothing). Below the
+# ephemeral range: a UDP socket connected to a free ephemeral port can be given that very port
+# as its own, and then nobody else can bind it.
+echo "127.0.0.1:$(udp_port_below_ephemeral)" > "$E2E_DIR/audit-events.addr"
 
 echo ">> certificates and service-account keys"
 ossl() { openssl "$@" 2>/dev/null; }
@@ -143,6 +148,7 @@ export BAO_ADDR=$BAO_ADDR
 export BAO_TOKEN=root
 export BAO_BIN=$bao
 export BAO_AUDIT_LOG=$E2E_DIR/logs/openbao-audit.log
+export AUDIT_EVENTS_ADDR=$(cat "$E2E_DIR/audit-events.addr")
 export APISERVER_AUDIT_LOG=$E2E_DIR/logs/apiserver-audit.log
 ENV
 echo ">> up: source $E2E_DIR/env"

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::e2e::{value, Controller, World};
-use common::{free_port, Bao};
+use common::{udp_port_below_ephemeral, Bao};
 use serde_json::json;
 
 #[tokio::test]
@@ -17,7 +17,7 @@ use serde_json::json;
 async fn a_vault_write_reaches_the_secret_within_a_second_and_floods_are_bounded() {
     let w = World::get().await;
     let ns = w.namespace("audit-events").await;
-    let events = format!("127.0.0.1:{}", free_port());
+    let events = format!("127.0.0.1:{}", udp_port_below_ephemeral());
     let bao = Bao::start_with(&format!(
         "audit \"socket\" \"events\" {{\n  options {{\n    address = \"{events}\"\n    socket_type = \"udp\"\n  }}\n}}\n"
     ))

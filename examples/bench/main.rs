@@ -80,6 +80,9 @@ impl ApiKind {
 
 struct Args {
     api: ApiKind,
+    /// Change events from OpenBao's audit stream (`AUDIT_EVENTS_ADDR`): the controller listens,
+    /// the steady-state cycles are skipped, and the changes come 100 ms apart.
+    audit: bool,
     n: usize,
     paths: usize,
     poll_ms: u64,
@@ -90,9 +93,21 @@ struct Args {
     record: Option<String>,
 }
 
+impl Args {
+    /// Namespace prefix of the run's objects (the audit-events run has its own, next to the
+    /// other runs' objects in the same world).
+    fn prefix(&self) -> String {
+        match self.audit {
+            true => "bench-audit".into(),
+            false => self.api.prefix().into(),
+        }
+    }
+}
+
 fn args() -> Result<Args> {
     let mut a = Args {
         api: ApiKind::Kes,
+        audit: false,
         n: 1000,
         paths: 2000,
         poll_ms: 30_000,
@@ -114,6 +129,7 @@ fn args() -> Result<Args> {
             "--controller" => a.controller = v()?,
             "--record" => a.record = Some(v()?),
             "--check" => a.check = true,
+            "--audit" => a.audit = true,
             "--api" => {
                 a.api = match v()?.as_str() {
                     "kes" => ApiKind::Kes,
@@ -171,7 +187,7 @@ async fn main() -> Result<()> {
         .try_collect::<Vec<_>>()
         .await?;
     for ns in 0..NAMESPACES {
-        ensure_namespace(&client, &format!("{}-{ns}", a.api.prefix())).await?;
+        ensure_namespace(&client, &format!("{}-{ns}", a.prefix())).await?;
         ensure_namespace(&client, &format!("bench-raw-{ns}")).await?;
     }
     if a.api == ApiKind::Eso {
@@ -250,8 +266,17 @@ async fn main() -> Result<()> {
         l.local_addr()?.port()
     };
     let log = std::fs::File::create(format!("{e2e_dir}/logs/controller-bench.log"))?;
-    let mut child: Child = Command::new(&a.controller)
-        .env_clear()
+    let mut cmd = Command::new(&a.controller);
+    cmd.env_clear();
+    if a.audit {
+        // Only its own namespaces: the earlier runs' objects stay in the world.
+        let watched: Vec<String> = (0..NAMESPACES)
+            .map(|i| format!("{}-{i}", a.prefix()))
+            .collect();
+        cmd.env("AUDIT_LISTEN_ADDR", env("AUDIT_EVENTS_ADDR")?)
+            .env("WATCHED_NAMESPACES", watched.join(","));
+    }
+    let mut child: Child = cmd
         .env("KUBECONFIG", env("CONTROLLER_KUBECONFIG")?)
         .env("VAULT_ADDR", env("VAULT_ADDR")?)
         .env("VAULT_JWT_PATH", env("VAULT_JWT_PATH")?)
@@ -338,11 +363,11 @@ async fn run(
     for i in 0..a.n {
         let (path, _, _) = layout(i, a.paths);
         targets.entry(path).or_insert((
-            format!("{}-{}", a.api.prefix(), i % NAMESPACES),
+            format!("{}-{}", a.prefix(), i % NAMESPACES),
             format!("es-{i}"),
         ));
     }
-    create_external_secrets(client, a, a.api.prefix()).await?;
+    create_external_secrets(client, a, &a.prefix()).await?;
     let applied = apply_start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -367,14 +392,16 @@ async fn run(
         bail!("{listed} Secrets listed, {} expected", a.n);
     }
 
-    // Steady state: skip one cycle (first polls realign to their phase), then measure.
+    // Steady state: skip one cycle (first polls realign to their phase), then measure. The
+    // audit-events run measures change latency only (its poll is minutes long).
     let interval = Duration::from_millis(a.poll_ms);
-    tokio::time::sleep(interval + Duration::from_secs(2)).await;
+    let steady = if a.audit { Duration::ZERO } else { interval };
+    tokio::time::sleep(steady + Duration::from_secs(2)).await;
     rss.enter(RssPhases::STEADY);
     let m0 = Metrics::scrape(port).await?;
     let (_, cpu0) = proc_stats(pid)?;
     let from = Utc::now();
-    tokio::time::sleep(interval * a.cycles).await;
+    tokio::time::sleep(steady * a.cycles).await;
     let to = Utc::now();
     let (_, cpu1) = proc_stats(pid)?;
     let m1 = Metrics::scrape(port).await?;
@@ -428,7 +455,11 @@ async fn run(
         .take(a.changes)
         .collect();
     let mut expected: HashMap<String, (String, Instant)> = HashMap::new();
-    let spacing = interval / (chosen.len().max(1) as u32);
+    let spacing = if a.audit {
+        Duration::from_millis(100)
+    } else {
+        interval / (chosen.len().max(1) as u32)
+    };
     for (k, (path, (ns, name))) in chosen.iter().enumerate() {
         let v = format!("changed-{k}-{}", Utc::now().timestamp_millis());
         bao.put(*path, &v, a.api).await?;
@@ -545,7 +576,11 @@ async fn run(
             ),
         ),
         (
-            "change → Secret latency p50 / p99",
+            if a.audit {
+                "change → Secret latency p50 / p99 (audit events; the steady-state rows above do not apply)"
+            } else {
+                "change → Secret latency p50 / p99"
+            },
             format!(
                 "{:.2} s / {:.2} s over {} changes ({missed} missed)",
                 percentile(&latencies, 0.5).as_secs_f64(),

