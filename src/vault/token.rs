@@ -80,28 +80,44 @@ pub(super) fn parse_auth(
         Some(t) => SecretString::from(t.to_string()),
         None => current.cloned().ok_or_else(|| decode("no client_token"))?,
     };
-    let lease = Duration::from_secs(
-        auth.get("lease_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    );
-    Ok(Token {
+    let renewable = auth
+        .get("renewable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Token::from_block(
         secret,
-        accessor: auth
-            .get("accessor")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        expires_at: (!lease.is_zero()).then(|| Instant::now() + lease),
-        lease,
-        renewable: auth
-            .get("renewable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        renewal_capped: false,
-        verified_at: Instant::now(),
-        owned: true,
-    })
+        auth,
+        "lease_duration",
+        renewable,
+        true,
+    ))
+}
+
+impl Token {
+    /// A token just issued or checked: its accessor and its lease (`lease_key` of `block`).
+    fn from_block(
+        secret: SecretString,
+        block: &Value,
+        lease_key: &str,
+        renewable: bool,
+        owned: bool,
+    ) -> Token {
+        let lease = Duration::from_secs(block.get(lease_key).and_then(Value::as_u64).unwrap_or(0));
+        Token {
+            secret,
+            accessor: block
+                .get("accessor")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            expires_at: (!lease.is_zero()).then(|| Instant::now() + lease),
+            lease,
+            renewable,
+            renewal_capped: false,
+            verified_at: Instant::now(),
+            owned,
+        }
+    }
 }
 
 /// Reads a `lookup-self` answer for a token given as is: its TTL and accessor. Never renewed by
@@ -115,21 +131,7 @@ pub(super) fn parse_lookup(
         path: path.to_string(),
         reason: "no data block".into(),
     })?;
-    let lease = Duration::from_secs(data.get("ttl").and_then(Value::as_u64).unwrap_or(0));
-    Ok(Token {
-        secret,
-        accessor: data
-            .get("accessor")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        expires_at: (!lease.is_zero()).then(|| Instant::now() + lease),
-        lease,
-        renewable: false,
-        renewal_capped: false,
-        verified_at: Instant::now(),
-        owned: false,
-    })
+    Ok(Token::from_block(secret, data, "ttl", false, false))
 }
 
 #[cfg(test)]
