@@ -124,6 +124,7 @@ async fn planted_values_and_tokens_never_leak() {
                         reason: e.reason(),
                         message: e.to_string(),
                     },
+                    &vault_external_secrets::api::condition::Side::Unknown,
                     Some(1),
                     chrono::Utc::now(),
                     Duration::from_secs(300),

@@ -201,6 +201,7 @@ impl FrontEnd for ExternalSecret {
             if let Some(next) = status::next_status(
                 self.status.as_ref(),
                 &outcome,
+                &shared.restarter.condition(self),
                 &rv,
                 chrono::Utc::now(),
                 STATUS_HEARTBEAT,

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use super::triggers::Retrigger;
 use super::Shared;
+use crate::api::condition::{self, Observed};
 use crate::api::eso::identity::identity;
-use crate::api::eso::status::ready_condition;
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec, StoreStatus};
 use crate::api::eso::stores::serves;
 use crate::api::eso::translate::{Settings, StoreKind, StoreView};
@@ -247,14 +247,15 @@ async fn validate<S: StoreObject>(store: Arc<S>, shared: Arc<Shared>) -> Result<
     };
     let previous = store
         .store_status()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let unchanged = previous.is_some_and(|p| {
-        p.status == if ok { "True" } else { "False" }
-            && p.reason.as_deref() == Some(reason)
-            && p.message.as_deref() == Some(message.as_str())
-    });
-    if !unchanged {
-        let cond = ready_condition(previous, ok, reason, &message, chrono::Utc::now());
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let observed = Observed {
+        ok,
+        reason,
+        message,
+    };
+    let cond = condition::next(previous, "Ready", &observed, chrono::Utc::now());
+    if !condition::same(previous, std::slice::from_ref(&cond)) {
         tracing::info!(kind = S::KIND.as_str(), name = %store.name_any(), ready = ok, reason, "store status");
         if let Ok(v) = serde_json::to_value(StoreStatus {
             conditions: vec![cond],

@@ -55,6 +55,7 @@ impl FrontEnd for ExternalSecret {
             if let Some(status) = status::next_status(
                 self.status.as_ref(),
                 &outcome,
+                &shared.restarter.condition(self),
                 self.meta().generation,
                 chrono::Utc::now(),
                 STATUS_HEARTBEAT,

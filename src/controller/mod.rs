@@ -18,6 +18,7 @@ mod readers;
 mod reconcile;
 mod report;
 pub mod rollout;
+pub mod rollout_outcomes;
 mod run;
 pub mod schedule;
 mod secret_index;

@@ -7,10 +7,11 @@
 //!
 //! Batched: at most one restart per workload per `ROLLOUT_RESTART_MIN_INTERVAL`; changes inside
 //! the window are folded into one restart at its end. A workload that is missing or refused is a
-//! Warning Event, never a failed sync and never retried in a loop.
+//! Warning Event and the object's `RolloutRestart` condition, never a failed sync and never
+//! retried in a loop.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -20,6 +21,9 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::rollout_outcomes::{Failure, Outcomes};
+use super::triggers::Retrigger;
+use crate::api::condition::Side;
 use crate::engine::write::MANAGER;
 
 pub const ANNOTATION: &str = "vault-external-secrets.io/rollout-restart";
@@ -120,6 +124,11 @@ pub struct Restarter {
     recorder: Recorder,
     min_interval: Duration,
     windows: Mutex<HashMap<Workload, Window>>,
+    /// The last result per object and workload: the objects' `RolloutRestart` condition.
+    outcomes: Mutex<Outcomes>,
+    /// Set once the watches run: a restart at a window's end resends its object, whose report
+    /// then writes the new condition.
+    resend: OnceLock<Arc<Retrigger>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -135,8 +144,36 @@ impl Restarter {
             recorder,
             min_interval,
             windows: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(Outcomes::default()),
+            resend: OnceLock::new(),
             metrics,
         })
+    }
+
+    pub fn set_resend(&self, retrigger: Arc<Retrigger>) {
+        let _ = self.resend.set(retrigger);
+    }
+
+    /// The `RolloutRestart` condition of `es` as this process knows it.
+    pub fn condition<K: Resource<DynamicType = ()>>(&self, es: &K) -> Side {
+        let annotation = es
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION));
+        let uid = es.meta().uid.as_deref().unwrap_or_default();
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .condition(uid, annotation.map(String::as_str))
+    }
+
+    /// Forgets objects that are gone.
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(live);
     }
 
     /// The Secret of `es` changed: restart what its annotation names (now, or at the end of the
@@ -184,7 +221,9 @@ impl Restarter {
                             .entry(w.clone())
                             .or_default()
                             .fired(Instant::now());
-                        this.restart_ref(&es_ref, &w).await;
+                        if this.restart_ref(&es_ref, &w).await {
+                            this.resend_object(es_ref.uid.as_deref());
+                        }
                     });
                 }
                 Decision::Folded => {}
@@ -196,7 +235,21 @@ impl Restarter {
         self.restart_ref(&es.object_ref(&()), w).await;
     }
 
-    async fn restart_ref(&self, es: &k8s_openapi::api::core::v1::ObjectReference, w: &Workload) {
+    fn resend_object(&self, uid: Option<&str>) {
+        let (Some(retrigger), Some(uid)) = (self.resend.get(), uid) else {
+            return;
+        };
+        for resend in retrigger.select(|o| o.uid().as_deref() == Some(uid)) {
+            resend();
+        }
+    }
+
+    /// Restarts one workload; returns whether the object's condition changed.
+    async fn restart_ref(
+        &self,
+        es: &k8s_openapi::api::core::v1::ObjectReference,
+        w: &Workload,
+    ) -> bool {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let patch = Patch::Merge(
             json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}),
@@ -221,16 +274,31 @@ impl Restarter {
                 .map(|d| d.object_ref(&())),
         };
         let target = format!("{}/{}", w.kind.as_str(), w.name);
-        let outcome = match &result {
-            Ok(_) => "restarted",
-            Err(kube::Error::Api(s)) if s.code == 404 => "not_found",
-            Err(kube::Error::Api(s)) if s.code == 403 => "forbidden",
-            Err(_) => "error",
+        let failure = match &result {
+            Ok(_) => None,
+            Err(kube::Error::Api(s)) if s.code == 404 => Some(Failure::NotFound),
+            Err(kube::Error::Api(s)) if s.code == 403 => Some(Failure::Forbidden),
+            Err(_) => Some(Failure::Error),
+        };
+        let outcome = match failure {
+            None => "restarted",
+            Some(Failure::NotFound) => "not_found",
+            Some(Failure::Forbidden) => "forbidden",
+            Some(Failure::Error) => "error",
         };
         self.metrics
             .rollout_restarts
             .with_label_values(&[w.kind.as_str(), outcome])
             .inc();
+        let recorded = match (&result, failure) {
+            (Err(e), Some(f)) => Err((f, crate::error::kube_brief(e))),
+            _ => Ok(()),
+        };
+        let changed = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(es.uid.as_deref().unwrap_or_default(), &target, recorded);
         match result {
             Ok(workload) => {
                 tracing::info!(namespace = %ns, target = %target, "rollout restart: the Secret's data changed");
@@ -258,6 +326,7 @@ impl Restarter {
                 let _ = self.recorder.publish(&ev, es).await;
             }
         }
+        changed
     }
 
     async fn warn<K: Resource<DynamicType = ()>>(&self, es: &K, note: String) {

@@ -148,6 +148,7 @@ fn start_scopes(
         );
     }
     let retrigger = Arc::new(retrigger);
+    shared.restarter.set_resend(retrigger.clone());
     if apis.eso {
         eso_stores::start(shared, retrigger.clone(), shutdown.clone());
     }
@@ -338,6 +339,7 @@ async fn prune_loop(shared: Arc<Shared>, objects: Arc<Retrigger>, every: Duratio
             live_names.entry(ns).or_default().insert(name);
         }
         shared.readers.retain(&live);
+        shared.restarter.retain(&live);
         shared.objects.prune(&live, &live_names);
     }
 }

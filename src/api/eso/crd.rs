@@ -113,16 +113,7 @@ pub struct ExternalSecretStatus {
     pub binding: Option<Binding>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub message: Option<String>,
-    pub last_transition_time: Option<String>,
-}
+pub use crate::api::condition::Condition;
 
 impl ExternalSecretSpec {
     /// `target`, defaulted.

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
-use super::crd::{Binding, Condition, ExternalSecretStatus};
+use super::crd::{Binding, ExternalSecretStatus};
+use crate::api::condition::{self, Observed, Side, ROLLOUT_CONDITION};
 
 pub const SYNCED: &str = "SecretSynced";
 pub const SYNC_ERROR: &str = "SecretSyncedError";
@@ -22,48 +23,26 @@ pub struct Outcome {
     pub binding: Option<String>,
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// `Ready` as ESO sets it: the transition time moves only when the status flips.
-pub fn ready_condition(
-    previous: Option<&Condition>,
-    ok: bool,
-    reason: &str,
-    message: &str,
-    now: DateTime<Utc>,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last_transition_time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone(),
-        _ => Some(timestamp(now)),
-    };
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        last_transition_time,
-    }
-}
-
 /// The status to write after a sync, or `None` when the current one still says it all. On
 /// failure `refreshTime` and `syncedResourceVersion` keep the last success, as in ESO.
 pub fn next_status(
     current: Option<&ExternalSecretStatus>,
     outcome: &Outcome,
+    rollout: &Side,
     synced_resource_version: &str,
     now: DateTime<Utc>,
     heartbeat: Duration,
 ) -> Option<ExternalSecretStatus> {
     let empty = ExternalSecretStatus::default();
     let current = current.unwrap_or(&empty);
-    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
-    let ready = ready_condition(previous, outcome.ok, outcome.reason, &outcome.message, now);
+    let ready = Observed {
+        ok: outcome.ok,
+        reason: outcome.reason,
+        message: outcome.message.clone(),
+    };
     let mut next = current.clone();
-    next.conditions.retain(|c| c.type_ != "Ready");
-    next.conditions.push(ready.clone());
+    next.conditions =
+        condition::merge(&current.conditions, &ready, ROLLOUT_CONDITION, rollout, now);
     if outcome.ok {
         next.synced_resource_version = Some(synced_resource_version.to_string());
         if let Some(name) = &outcome.binding {
@@ -72,9 +51,7 @@ pub fn next_status(
             });
         }
     }
-    let same_condition = previous.is_some_and(|p| {
-        p.status == ready.status && p.reason == ready.reason && p.message == ready.message
-    });
+    let same_condition = condition::same(&current.conditions, &next.conditions);
     let stale = current
         .refresh_time
         .as_deref()
@@ -88,7 +65,7 @@ pub fn next_status(
         return None;
     }
     if outcome.ok {
-        next.refresh_time = Some(timestamp(now));
+        next.refresh_time = Some(condition::timestamp(now));
     }
     Some(next)
 }
@@ -115,23 +92,23 @@ mod tests {
     fn written_on_change_and_heartbeat_only() {
         let t0 = Utc::now();
         let hb = Duration::from_secs(300);
-        let first = next_status(None, &ok(), "1-h", t0, hb).unwrap();
+        let first = next_status(None, &ok(), &Side::Unknown, "1-h", t0, hb).unwrap();
         assert_eq!(first.conditions[0].status, "True");
         assert_eq!(first.binding.as_ref().unwrap().name.as_deref(), Some("app"));
         assert_eq!(first.synced_resource_version.as_deref(), Some("1-h"));
         let t1 = t0 + chrono::Duration::seconds(30);
         assert_eq!(
-            next_status(Some(&first), &ok(), "1-h", t1, hb),
+            next_status(Some(&first), &ok(), &Side::Unknown, "1-h", t1, hb),
             None,
             "steady state"
         );
         assert!(
-            next_status(Some(&first), &ok(), "2-h", t1, hb).is_some(),
+            next_status(Some(&first), &ok(), &Side::Unknown, "2-h", t1, hb).is_some(),
             "spec changed"
         );
         let t2 = t0 + chrono::Duration::seconds(301);
         assert!(
-            next_status(Some(&first), &ok(), "1-h", t2, hb).is_some(),
+            next_status(Some(&first), &ok(), &Side::Unknown, "1-h", t2, hb).is_some(),
             "heartbeat"
         );
 
@@ -141,7 +118,7 @@ mod tests {
             message: "VaultReadFailed: boom".into(),
             binding: None,
         };
-        let failed = next_status(Some(&first), &fail, "2-h", t1, hb).unwrap();
+        let failed = next_status(Some(&first), &fail, &Side::Unknown, "2-h", t1, hb).unwrap();
         let ready = &failed.conditions[0];
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_deref()),
@@ -158,7 +135,7 @@ mod tests {
             first.conditions[0].last_transition_time
         );
         assert_eq!(
-            next_status(Some(&failed), &fail, "2-h", t2, hb),
+            next_status(Some(&failed), &fail, &Side::Unknown, "2-h", t2, hb),
             None,
             "a failure repeats no write"
         );

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::crd::{Condition, ExternalSecretStatus};
+use super::crd::ExternalSecretStatus;
+use crate::api::condition::{self, Observed, Side, ROLLOUT_CONDITION};
 
 /// Longest status message kept (the apiserver would take more; people read less).
 const MAX_MESSAGE: usize = 1024;
@@ -33,10 +34,12 @@ impl Outcome {
 /// Returns the status to write, or `None` when the current one already says it all.
 ///
 /// `lastSync` is the time the Secret was last confirmed in sync: a failure keeps the previous
-/// one, so `kubectl get es` shows how stale the Secret may be.
+/// one, so `kubectl get es` shows how stale the Secret may be. `rollout` is the
+/// `RolloutRestart` condition as the restarter knows it.
 pub fn next_status(
     current: Option<&ExternalSecretStatus>,
     outcome: &Outcome,
+    rollout: &Side,
     generation: Option<i64>,
     now: DateTime<Utc>,
     heartbeat: Duration,
@@ -47,22 +50,15 @@ pub fn next_status(
     } else {
         format!("ERROR, {message}")
     };
-    let cond_status = if outcome.ok { "True" } else { "False" };
-    let current_cond = current
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    let transition = match current_cond {
-        Some(c) if c.status == cond_status => c.last_transition_time.clone(),
-        _ => None,
-    }
-    .unwrap_or_else(|| rfc3339(now));
-    let condition = Condition {
-        type_: "Ready".into(),
-        status: cond_status.into(),
-        reason: Some(outcome.reason.into()),
-        message: Some(message.clone()),
-        last_transition_time: Some(transition),
+    let current_conditions = current
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let ready = Observed {
+        ok: outcome.ok,
+        reason: outcome.reason,
+        message,
     };
+    let conditions = condition::merge(current_conditions, &ready, ROLLOUT_CONDITION, rollout, now);
 
     let last_sync_current = current.and_then(|s| s.last_sync.clone());
     let last_sync_age = last_sync_current
@@ -77,11 +73,7 @@ pub fn next_status(
     let unchanged = current.is_some_and(|s| {
         s.status.as_deref() == Some(status_text.as_str())
             && s.observed_generation == generation
-            && current_cond.is_some_and(|c| {
-                c.status == condition.status
-                    && c.reason == condition.reason
-                    && c.message == condition.message
-            })
+            && condition::same(current_conditions, &conditions)
     });
     if unchanged && !(outcome.ok && heartbeat_due) {
         return None;
@@ -94,7 +86,7 @@ pub fn next_status(
         },
         status: Some(status_text),
         observed_generation: generation,
-        conditions: Some(vec![condition]),
+        conditions: Some(conditions),
     })
 }
 
@@ -134,7 +126,7 @@ mod tests {
 
     #[test]
     fn first_success_writes_everything() {
-        let s = next_status(None, &Outcome::synced(), Some(1), t(0), HB).unwrap();
+        let s = next_status(None, &Outcome::synced(), &Side::Unknown, Some(1), t(0), HB).unwrap();
         assert_eq!(s.status.as_deref(), Some("SUCCESS"));
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(s.last_sync, Some(rfc3339(t(0))));
@@ -145,16 +137,38 @@ mod tests {
 
     #[test]
     fn steady_success_writes_only_a_heartbeat() {
-        let s0 = next_status(None, &Outcome::synced(), Some(1), t(0), HB).unwrap();
+        let s0 = next_status(None, &Outcome::synced(), &Side::Unknown, Some(1), t(0), HB).unwrap();
         assert_eq!(
-            next_status(Some(&s0), &Outcome::synced(), Some(1), t(10), HB),
+            next_status(
+                Some(&s0),
+                &Outcome::synced(),
+                &Side::Unknown,
+                Some(1),
+                t(10),
+                HB
+            ),
             None
         );
         assert_eq!(
-            next_status(Some(&s0), &Outcome::synced(), Some(1), t(299), HB),
+            next_status(
+                Some(&s0),
+                &Outcome::synced(),
+                &Side::Unknown,
+                Some(1),
+                t(299),
+                HB
+            ),
             None
         );
-        let s1 = next_status(Some(&s0), &Outcome::synced(), Some(1), t(300), HB).unwrap();
+        let s1 = next_status(
+            Some(&s0),
+            &Outcome::synced(),
+            &Side::Unknown,
+            Some(1),
+            t(300),
+            HB,
+        )
+        .unwrap();
         assert_eq!(s1.last_sync, Some(rfc3339(t(300))));
         // The condition did not change: its transition time stays.
         assert_eq!(
@@ -162,15 +176,24 @@ mod tests {
             Some(rfc3339(t(0)))
         );
         // A new generation is written at once.
-        assert!(next_status(Some(&s0), &Outcome::synced(), Some(2), t(10), HB).is_some());
+        assert!(next_status(
+            Some(&s0),
+            &Outcome::synced(),
+            &Side::Unknown,
+            Some(2),
+            t(10),
+            HB
+        )
+        .is_some());
     }
 
     #[test]
     fn failures_keep_last_sync_and_write_once() {
-        let ok = next_status(None, &Outcome::synced(), Some(1), t(0), HB).unwrap();
+        let ok = next_status(None, &Outcome::synced(), &Side::Unknown, Some(1), t(0), HB).unwrap();
         let f = next_status(
             Some(&ok),
             &fail("reading kv/a: Vault answered 503"),
+            &Side::Unknown,
             Some(1),
             t(20),
             HB,
@@ -189,6 +212,7 @@ mod tests {
             next_status(
                 Some(&f),
                 &fail("reading kv/a: Vault answered 503"),
+                &Side::Unknown,
                 Some(1),
                 t(900),
                 HB
@@ -196,9 +220,19 @@ mod tests {
             None
         );
         // A different failure: written.
-        assert!(next_status(Some(&f), &fail("other"), Some(1), t(30), HB).is_some());
+        assert!(
+            next_status(Some(&f), &fail("other"), &Side::Unknown, Some(1), t(30), HB).is_some()
+        );
         // Recovery: written, new transition.
-        let r = next_status(Some(&f), &Outcome::synced(), Some(1), t(40), HB).unwrap();
+        let r = next_status(
+            Some(&f),
+            &Outcome::synced(),
+            &Side::Unknown,
+            Some(1),
+            t(40),
+            HB,
+        )
+        .unwrap();
         assert_eq!(
             r.conditions.unwrap()[0].last_transition_time,
             Some(rfc3339(t(40)))
@@ -208,7 +242,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut() {
         let long = "é".repeat(2000);
-        let s = next_status(None, &fail(&long), None, t(0), HB).unwrap();
+        let s = next_status(None, &fail(&long), &Side::Unknown, None, t(0), HB).unwrap();
         assert!(s.status.unwrap().len() < 1100);
     }
 }
