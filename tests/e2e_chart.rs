@@ -112,7 +112,9 @@ async fn chart_lints_renders_and_applies() {
         "auditListener.enabled=true",
     ]);
     assert!(
-        audit.contains("value: \"0.0.0.0:9514\"") && audit.contains("protocol: UDP"),
+        audit.contains("value: \"0.0.0.0:9514\"")
+            && audit.contains("protocol: UDP")
+            && audit.contains("name: audit-tcp"),
         "{audit}"
     );
     assert!(!default.contains("AUDIT_LISTEN_ADDR"), "off by default");

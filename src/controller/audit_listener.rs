@@ -1,5 +1,5 @@
 //! Change events from Vault's audit stream (`AUDIT_LISTEN_ADDR`, a `socket` audit device over
-//! UDP): a KV write to a secret some objects read drops the cached read and sends those objects
+//! UDP, or TCP): a KV write to a secret some objects read drops the cached read and sends those objects
 //! to the urgent lane, so the Secret follows within about a second instead of at the next poll.
 //!
 //! The stream is a hint, never data: values still come from an authenticated read. A forged
@@ -11,16 +11,18 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::triggers::Retrigger;
 use super::Shared;
 use crate::config::AuditListener;
-use crate::vault::audit_entry::{changed_secret, MAX_ENTRY_BYTES};
+use crate::vault::audit_entry::{changed_secret, Dropped, EntryLines, MAX_ENTRY_BYTES};
 
 /// One second's budget of event-driven reads.
 struct Budget {
@@ -47,32 +49,106 @@ fn allowed(cfg: &AuditListener, ip: IpAddr) -> bool {
     cfg.allowed_sources.is_empty() || cfg.allowed_sources.iter().any(|n| n.contains(&ip))
 }
 
-pub async fn listen(shared: Arc<Shared>, retrigger: Arc<Retrigger>, cfg: AuditListener) {
-    let socket = match UdpSocket::bind(cfg.addr).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(addr = %cfg.addr, error = %e, "cannot listen for Vault audit events; polling only");
-            return;
-        }
-    };
-    tracing::info!(addr = %cfg.addr, "listening for Vault audit events");
-    let count = |result: &str| {
-        shared
+/// Concurrent TCP connections accepted (Vault keeps one per node and device).
+const MAX_CONNECTIONS: usize = 8;
+
+/// What the UDP and TCP listeners share: the bounds, and what a matched event sets off.
+struct Events {
+    shared: Arc<Shared>,
+    retrigger: Arc<Retrigger>,
+    cfg: AuditListener,
+    /// Secret → its last event-driven read, and the global budget.
+    gate: Mutex<(HashMap<String, Instant>, Budget)>,
+}
+
+impl Events {
+    fn count(&self, result: &str) {
+        self.shared
             .metrics
             .audit_events
             .with_label_values(&[result])
-            .inc()
+            .inc();
+    }
+
+    /// One entry as received (or why it was dropped before it was parsed).
+    async fn entry(&self, entry: Result<&[u8], Dropped>) {
+        let now = Instant::now();
+        let secret = match entry.and_then(changed_secret) {
+            Ok(s) => s,
+            Err(why) => return self.count(why.as_str()),
+        };
+        let (uids, reads) = self.shared.readers.of(&secret);
+        if uids.is_empty() {
+            return self.count("unknown_secret");
+        }
+        {
+            let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            let (recent, budget) = &mut *gate;
+            if recent
+                .get(&secret)
+                .is_some_and(|t| now.duration_since(*t) < self.cfg.min_refresh)
+            {
+                return self.count("too_soon");
+            }
+            if !budget.take(now) {
+                return self.count("rate_limited");
+            }
+            // Only secrets some object reads get in, so this is bounded by the secrets read;
+            // old entries are dropped as it grows.
+            if recent.len() >= 10_000 {
+                recent.retain(|_, t| now.duration_since(*t) < self.cfg.min_refresh);
+            }
+            recent.insert(secret, now);
+        }
+        self.count("matched");
+        for r in &reads {
+            self.shared.kv.invalidate(r).await;
+        }
+        for uid in &uids {
+            self.shared.objects.changed(uid, now.into_std());
+        }
+        for resend in self
+            .retrigger
+            .select(|o| o.uid().is_some_and(|u| uids.contains(&u)))
+        {
+            resend();
+        }
+    }
+}
+
+/// Listens on `AUDIT_LISTEN_ADDR` for a `socket` audit device: UDP datagrams, and TCP streams
+/// of one entry per line (for devices with `socket_type = "tcp"`).
+pub async fn listen(shared: Arc<Shared>, retrigger: Arc<Retrigger>, cfg: AuditListener) {
+    let addr = cfg.addr;
+    let (udp, tcp) = match (UdpSocket::bind(addr).await, TcpListener::bind(addr).await) {
+        (Ok(u), Ok(t)) => (u, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(addr = %addr, error = %e, "cannot listen for Vault audit events; polling only");
+            return;
+        }
     };
+    tracing::info!(addr = %addr, "listening for Vault audit events (UDP and TCP)");
+    let per_second = cfg.max_per_second;
+    let events = Arc::new(Events {
+        shared,
+        retrigger,
+        cfg,
+        gate: Mutex::new((
+            HashMap::new(),
+            Budget {
+                per_second,
+                left: per_second,
+                window: Instant::now(),
+            },
+        )),
+    });
+    tokio::spawn(accept(events.clone(), tcp));
+    datagrams(events, udp).await;
+}
+
+async fn datagrams(events: Arc<Events>, socket: UdpSocket) {
     // One byte more than accepted: a datagram that fills it was larger (and truncated).
     let mut buf = vec![0u8; MAX_ENTRY_BYTES + 1];
-    // Secret → its last event-driven read. Only secrets some object reads get in, so it is
-    // bounded by the secrets read; old entries are dropped as it grows.
-    let mut recent: HashMap<String, Instant> = HashMap::new();
-    let mut budget = Budget {
-        per_second: cfg.max_per_second,
-        left: cfg.max_per_second,
-        window: Instant::now(),
-    };
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -82,47 +158,54 @@ pub async fn listen(shared: Arc<Shared>, retrigger: Arc<Retrigger>, cfg: AuditLi
                 continue;
             }
         };
-        let now = Instant::now();
-        if !allowed(&cfg, from.ip()) {
-            count("source");
+        if !allowed(&events.cfg, from.ip()) {
+            events.count("source");
             continue;
         }
-        let secret = match changed_secret(&buf[..n]) {
-            Ok(s) => s,
-            Err(why) => {
-                count(why.as_str());
+        events.entry(Ok(&buf[..n])).await;
+    }
+}
+
+async fn accept(events: Arc<Events>, listener: TcpListener) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "audit listener error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let (uids, reads) = shared.readers.of(&secret);
-        if uids.is_empty() {
-            count("unknown_secret");
+        if !allowed(&events.cfg, from.ip()) {
+            events.count("source");
             continue;
         }
-        if recent
-            .get(&secret)
-            .is_some_and(|t| now.duration_since(*t) < cfg.min_refresh)
-        {
-            count("too_soon");
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            events.count("connection_limit");
             continue;
-        }
-        if !budget.take(now) {
-            count("rate_limited");
-            continue;
-        }
-        if recent.len() >= 10_000 {
-            recent.retain(|_, t| now.duration_since(*t) < cfg.min_refresh);
-        }
-        recent.insert(secret, now);
-        count("matched");
-        for r in &reads {
-            shared.kv.invalidate(r).await;
-        }
-        for uid in &uids {
-            shared.objects.changed(uid, now.into_std());
-        }
-        for resend in retrigger.select(|o| o.uid().is_some_and(|u| uids.contains(&u))) {
-            resend();
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            stream_entries(&events, stream).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One TCP connection's entries, a line each, until the peer closes it.
+async fn stream_entries(events: &Events, mut stream: TcpStream) {
+    let mut lines = EntryLines::default();
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut entries: Vec<Result<Vec<u8>, Dropped>> = Vec::new();
+        lines.feed(&buf[..n], |e| entries.push(e.map(<[u8]>::to_vec)));
+        for e in entries {
+            events.entry(e.as_deref().map_err(|d| *d)).await;
         }
     }
 }

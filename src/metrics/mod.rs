@@ -128,6 +128,11 @@ impl Metrics {
             &["kind", "outcome"],
         )?;
         registry.register(Box::new(rollout_restarts.clone()))?;
+        // process_resident_memory_bytes, process_cpu_seconds_total, open fds (Linux).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;

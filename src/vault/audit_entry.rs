@@ -98,6 +98,45 @@ pub fn secret_key(api_path: &str) -> String {
     segments.join("/")
 }
 
+/// Splits a TCP audit stream (one JSON entry per line) into entries, holding at most
+/// `MAX_ENTRY_BYTES` of a line: a longer line is skipped to its end and reported as too large,
+/// and the connection stays up (closing it would fail Vault's audit write).
+#[derive(Default)]
+pub struct EntryLines {
+    line: Vec<u8>,
+    skipping: bool,
+}
+
+impl EntryLines {
+    /// Feeds one chunk; `entry` gets each complete line (or why it was dropped).
+    pub fn feed(&mut self, mut chunk: &[u8], mut entry: impl FnMut(Result<&[u8], Dropped>)) {
+        while !chunk.is_empty() {
+            let (part, rest, ends) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (&chunk[..i], &chunk[i + 1..], true),
+                None => (chunk, &[][..], false),
+            };
+            if !self.skipping {
+                if self.line.len() + part.len() > MAX_ENTRY_BYTES {
+                    self.skipping = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(part);
+                }
+            }
+            if ends {
+                if self.skipping {
+                    entry(Err(Dropped::TooLarge));
+                } else if !self.line.is_empty() {
+                    entry(Ok(&self.line));
+                }
+                self.line.clear();
+                self.skipping = false;
+            }
+            chunk = rest;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +189,36 @@ mod tests {
         assert_eq!(
             changed_secret(&vec![b' '; MAX_ENTRY_BYTES + 1]),
             Err(Dropped::TooLarge)
+        );
+    }
+
+    #[test]
+    fn tcp_lines_are_split_and_long_ones_skipped_whole() {
+        let mut lines = EntryLines::default();
+        let mut got: Vec<Result<Vec<u8>, Dropped>> = Vec::new();
+        let long = vec![b'x'; MAX_ENTRY_BYTES + 10];
+        for chunk in [
+            &b"{\"a\":"[..],
+            b"1}\n{\"b\"",
+            b":2}\n",
+            &long[..100],
+            &long[100..],
+            b"\n\n{}\n",
+        ] {
+            lines.feed(chunk, |e| got.push(e.map(<[u8]>::to_vec)));
+        }
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"{\"a\":1}".to_vec()),
+                Ok(b"{\"b\":2}".to_vec()),
+                Err(Dropped::TooLarge),
+                Ok(b"{}".to_vec())
+            ]
+        );
+        assert!(
+            lines.line.capacity() <= 2 * MAX_ENTRY_BYTES,
+            "bounded buffer"
         );
     }
 }
