@@ -172,6 +172,16 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     .await;
     w.put_kv2("eso-cases/versioned", json!({"v": "one"})).await;
     w.put_kv2("eso-cases/versioned", json!({"v": "two"})).await;
+    w.put_kv2("eso-cases/find/one", json!({"a": "1"})).await;
+    w.put_kv2("eso-cases/find/two", json!({"b": "2"})).await;
+    w.put_kv2("eso-cases/find/sub/three", json!({"c": "3"}))
+        .await;
+    w.bao(
+        "POST",
+        "kv/metadata/eso-cases/find/one",
+        json!({"custom_metadata": {"env": "prod"}}),
+    )
+    .await;
     let logins_before = w.vault_logins("kubernetes", "eso-cases");
     let reads_before = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases"));
     let ctl = Controller::start(&w, "eso-cases", &[("WATCHED_NAMESPACES", &ns)]);
@@ -195,6 +205,12 @@ async fn eso_vault_cases_with_kubernetes_auth() {
         ("no-target-name", "  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
         // "sync with version"; a key that already names the mount ("kv/…", stripped).
         ("versioned", "  target: {name: versioned}\n  data:\n  - {secretKey: first, remoteRef: {key: eso-cases/versioned, property: v, version: \"1\"}}\n  - {secretKey: latest, remoteRef: {key: kv/eso-cases/versioned, property: v}}\n"),
+        // "find by name" (recursive; names converted), "find by name and rewrite", "find by
+        // tags", "dataFrom rewrite" (extract); a data key wins over the same key from dataFrom.
+        ("find-name", "  target: {name: find-name}\n  dataFrom:\n  - find: {path: eso-cases/find, name: {regexp: \"one|three\"}}\n"),
+        ("find-rewrite", "  target: {name: find-rewrite}\n  dataFrom:\n  - find: {path: eso-cases/find, name: {regexp: \".\"}}\n    rewrite:\n    - regexp: {source: \"eso-cases/find/(.*)\", target: \"$1\"}\n    - regexp: {source: \"/\", target: \"-\"}\n"),
+        ("find-tags", "  target: {name: find-tags}\n  dataFrom:\n  - find: {path: eso-cases/find, tags: {env: prod}}\n"),
+        ("extract-rewrite", "  target: {name: extract-rewrite}\n  dataFrom:\n  - extract: {key: eso-cases/json}\n    rewrite:\n    - regexp: {source: \"^(.*)$\", target: \"APP_$1\"}\n  data:\n  - {secretKey: APP_name, remoteRef: {key: eso-cases/versioned, property: v}}\n"),
     ];
     // One apply: the objects arrive together, as a kubectl apply -f dir/ or a GitOps sync.
     let all: Vec<String> = cases
@@ -257,19 +273,34 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert_eq!(value(&s, "first").as_deref(), Some("one"));
     assert_eq!(value(&s, "latest").as_deref(), Some("two"));
 
+    let keys = |s: &Secret| s.data.as_ref().unwrap().keys().cloned().collect::<Vec<_>>();
+    let s = get("find-name").await;
+    assert_eq!(keys(&s), ["eso-cases_find_one", "eso-cases_find_sub_three"]);
+    assert_eq!(
+        value(&s, "eso-cases_find_one").as_deref(),
+        Some(r#"{"a":"1"}"#)
+    );
+    let s = get("find-rewrite").await;
+    assert_eq!(keys(&s), ["one", "sub-three", "two"]);
+    let s = get("find-tags").await;
+    assert_eq!(keys(&s), ["eso-cases_find_one"]);
+    let s = get("extract-rewrite").await;
+    assert_eq!(value(&s, "APP_html").as_deref(), Some("<a&b>"));
+    assert_eq!(value(&s, "APP_name").as_deref(), Some("two"), "data wins");
+
     let es = wait_es(&w, &ns, "property", synced).await;
     let status = es.status.unwrap();
     assert_eq!(status.binding.unwrap().name.as_deref(), Some("property"));
     assert!(status.refresh_time.is_some());
     assert!(status.synced_resource_version.unwrap().starts_with("1-"));
 
-    // Six objects, one store identity: one login; `eso-cases/json` read once per poll cycle
+    // Ten objects, one store identity: one login; `eso-cases/json` read once per poll cycle
     // whatever the number of objects and items reading it.
     assert_eq!(w.vault_logins("kubernetes", "eso-cases") - logins_before, 1);
     let reads = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases")) - reads_before;
     assert!(
         (1..=2).contains(&reads),
-        "{reads} reads of one path for 5 objects"
+        "{reads} reads of one path for 6 objects"
     );
     // ESO's metrics next to ours.
     let text = ctl.metrics().await;

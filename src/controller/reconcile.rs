@@ -14,7 +14,7 @@ use super::front_end::{Due, FrontEnd, Poll};
 use super::gate::Lane;
 use super::{report, schedule, write_loop, Context, Shared};
 use crate::engine::write::{self, Write, MANAGER};
-use crate::engine::{fetch_and_render, plan, DesiredSecret};
+use crate::engine::{fetch_and_render, find, plan, DesiredSecret};
 use crate::error::Error;
 
 pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -140,6 +140,8 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
     let spec = es.spec(shared)?;
+    // Finds listed first, so change events know every secret the object reads.
+    let spec = find::expand(&shared.kv, &spec).await?;
     if shared.config.audit.is_some() {
         shared.readers.record(uid, plan::reads(&spec).collect());
     }

@@ -1,15 +1,16 @@
-//! The one IO path from a spec to a desired Secret: read every planned key (coalesced), then
-//! render.
+//! The one IO path from a spec to a desired Secret: expand finds into reads, read every planned
+//! key (coalesced), then render.
 
 use std::collections::BTreeMap;
 
 use crate::error::Error;
 use crate::vault::KvReader;
 
-use super::{plan, render, DesiredSecret, SyncSpec};
+use super::{find, plan, render, DesiredSecret, SyncSpec};
 
 pub async fn fetch_and_render(kv: &KvReader, spec: &SyncSpec) -> Result<DesiredSecret, Error> {
     render::check_target(&spec.target)?;
+    let spec = &*find::expand(kv, spec).await?;
     let mut results = kv.read_all(plan::reads(spec)).await;
     let mut fetched = BTreeMap::new();
     // The first failing key in spec order is reported, so the message is stable between polls.

@@ -2,7 +2,8 @@
 //! `SyncSpec`; then, for any API:
 //!
 //! ```text
-//! SyncSpec ─► plan: the Vault reads ─► fetch: coalesced reads (vault::KvReader)
+//! SyncSpec ─► find: listings expanded into reads (ESO `find`)
+//!          ─► plan: the Vault reads ─► fetch: coalesced reads (vault::KvReader)
 //!          ─► render: desired Secret (pure) ─► write: decide create/replace/unchanged, do it
 //! ```
 //!
@@ -11,6 +12,8 @@
 
 pub mod eso_values;
 mod fetch;
+pub mod find;
+pub mod keys;
 pub mod plan;
 pub mod render;
 mod spec;
@@ -18,5 +21,7 @@ pub mod write;
 
 pub use fetch::fetch_and_render;
 pub use render::{render, DesiredSecret};
-pub use spec::{Creation, Decoding, Dialect, Source, SyncSpec, Target, WritePolicy};
+pub use spec::{
+    Creation, Decoding, Dialect, Find, KeyRules, Rewrite, Source, SyncSpec, Target, WritePolicy,
+};
 pub use write::{decide_write, Write};

@@ -131,21 +131,26 @@ pub fn render(
                 key,
                 property,
                 dialect,
+                keys,
                 ..
             } => {
                 let object = match property {
                     None => std::borrow::Cow::Borrowed(&secret.0),
                     Some(p) => std::borrow::Cow::Owned(nested_object(&secret.0, p, key)?),
                 };
-                for (field, value) in object.iter() {
-                    check_secret_key(field).map_err(|why| {
-                        Error::InvalidValue(format!("field {field:?} of {key} {why}"))
-                    })?;
+                let renamed = keys
+                    .apply(object.iter().map(|(f, v)| (f.clone(), v)).collect())
+                    .map_err(|why| Error::InvalidValue(format!("fields of {key}: {why}")))?;
+                for (field, value) in renamed {
                     let bytes = to_bytes(value, *dialect).map_err(|why| {
                         Error::InvalidValue(format!("{key} field {field}: {why}"))
                     })?;
-                    data.insert(field.clone(), ByteString(bytes));
+                    data.insert(field, ByteString(bytes));
                 }
+            }
+            Source::Find(f) => {
+                // `fetch_and_render` expands finds first; this is a bug if hit.
+                return Err(Error::InvalidValue(format!("{} was not expanded", f.at)));
             }
             Source::One {
                 key,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+pub use super::find::Find;
+pub use super::keys::{KeyRules, Rewrite};
 use crate::vault::{AuthKey, ReadKey};
 
 /// How a front-end's values are picked and turned into bytes.
@@ -42,7 +44,12 @@ pub enum Source {
         /// A secret missing in Vault adds nothing instead of failing the sync (ESO
         /// `deletionPolicy: Delete/Merge`).
         optional: bool,
+        /// How field names become Secret keys (ESO `rewrite`, `conversionStrategy`).
+        keys: KeyRules,
     },
+    /// The secrets a listing finds (ESO `dataFrom[].find`): expanded into `One` sources by
+    /// `find::expand` before anything else is read.
+    Find(Box<Find>),
     /// One Secret key (KES and ESO `data[]`).
     One {
         read: ReadKey,
@@ -55,21 +62,25 @@ pub enum Source {
 }
 
 impl Source {
+    /// The read a source needs first (a `Find`'s: the listing of its folder).
     pub fn read(&self) -> &ReadKey {
         match self {
             Source::All { read, .. } | Source::One { read, .. } => read,
+            Source::Find(f) => &f.list,
         }
     }
 
     pub fn key(&self) -> &str {
         match self {
             Source::All { key, .. } | Source::One { key, .. } => key,
+            Source::Find(f) => &f.at,
         }
     }
 
     pub fn optional(&self) -> bool {
         match self {
             Source::All { optional, .. } | Source::One { optional, .. } => *optional,
+            Source::Find(f) => f.optional,
         }
     }
 }

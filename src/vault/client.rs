@@ -25,6 +25,8 @@ pub enum Op {
     /// `sys/internal/ui/mounts/<path>`: the type and version of the mount a key is in.
     Mount,
     Read,
+    /// A KV folder's listing (ESO `find`).
+    List,
     Revoke,
     /// `sys/health`, unauthenticated, only while the breaker is open.
     Health,
@@ -39,6 +41,7 @@ impl Op {
             Op::Lookup => "LookupSelf",
             Op::Mount => "ReadMount",
             Op::Read => "ReadSecretData",
+            Op::List => "ListSecrets",
             Op::Revoke => "RevokeSelf",
             Op::Health => "Health",
         }
@@ -51,6 +54,7 @@ impl Op {
             Op::Lookup => "lookup",
             Op::Mount => "mount",
             Op::Read => "read",
+            Op::List => "list",
             Op::Revoke => "revoke",
             Op::Health => "health",
         }

@@ -45,6 +45,9 @@ pub enum KvPart {
     Data,
     /// A v2 secret's `custom_metadata` (ESO `metadataPolicy: Fetch`), read at `<mount>/metadata/…`.
     CustomMetadata,
+    /// A folder's listing (`<mount>/metadata/<folder>/` on v2, `<mount>/<folder>/` on v1), as
+    /// `{"keys": [...]}`; subfolders end with `/`.
+    List,
 }
 
 /// Builds the API path for a KES `key`.
@@ -169,6 +172,26 @@ impl KvReader {
             .await?;
         check_kv(&mount, path_only, key.kv_version).map_err(not_kv)?;
 
+        if key.part == KvPart::List {
+            let resp = self
+                .authed(&key.auth, Op::List, &format!("{}?list=true", key.api_path))
+                .await?;
+            let keys = resp
+                .get("data")
+                .and_then(|d| d.get("keys"))
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            if !keys.is_array() {
+                return Err(VaultError::Decode {
+                    path: key.api_path.clone(),
+                    reason: "data.keys is not a list".into(),
+                });
+            }
+            return Ok(Arc::new(SecretData(Map::from_iter([(
+                "keys".to_string(),
+                keys,
+            )]))));
+        }
         let resp = self
             .authed(&key.auth, Op::Read, &key.api_path)
             .await

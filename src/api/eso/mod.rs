@@ -1,9 +1,11 @@
 //! External Secrets Operator's `external-secrets.io/v1` API for the Vault provider: the CRDs
 //! (`crd`: ExternalSecret, `store`: SecretStore / ClusterSecretStore), ESO's path rules and
 //! durations (`path`), which stores and namespaces are served (`stores`), the store's Vault
-//! identity (`identity`), the translation into a `SyncSpec` (`translate`), ESO's status shape (`status`) and per-object metrics (`metrics`).
+//! identity (`identity`), `dataFrom`'s find and rewrite (`data_from`), the translation into a
+//! `SyncSpec` (`translate`), ESO's status shape (`status`) and per-object metrics (`metrics`).
 
 pub mod crd;
+pub mod data_from;
 pub mod identity;
 pub mod metrics;
 pub mod path;

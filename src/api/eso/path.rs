@@ -117,6 +117,61 @@ pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
+/// Where a `find` works (ESO's `listSecrets` / `buildMetadataPath` / `buildPath`), all under the
+/// store's path, which a find needs: the listing of the folder searched, what the names found
+/// there start with, and the prefixes a found name's data and (v2) metadata are read under.
+pub struct FindPaths {
+    pub list: String,
+    pub names_from: String,
+    pub data_prefix: String,
+    pub metadata_prefix: Option<String>,
+}
+
+pub fn find_paths(
+    store_path: Option<&str>,
+    kv_version: u8,
+    find_path: Option<&str>,
+) -> Result<FindPaths, String> {
+    let invalid = |why: &str| why.to_string();
+    let encode = |p: &str| -> Result<String, String> {
+        let segments: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        if segments.iter().any(|s| *s == "." || *s == "..") {
+            return Err(invalid("'.' and '..' path segments are not allowed"));
+        }
+        Ok(segments
+            .iter()
+            .map(|s| format!("{}/", urlencoding::encode(s)))
+            .collect())
+    };
+    let mount = encode(store_path.unwrap_or_default())?;
+    if mount.is_empty() {
+        return Err(invalid(
+            "needs the store's spec.provider.vault.path (the KV mount) to list under",
+        ));
+    }
+    let folder = encode(find_path.unwrap_or_default())?;
+    let names_from = find_path
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("{s}/"))
+        .collect();
+    Ok(match kv_version {
+        1 => FindPaths {
+            list: format!("{mount}{folder}"),
+            names_from,
+            data_prefix: mount,
+            metadata_prefix: None,
+        },
+        _ => FindPaths {
+            list: format!("{mount}metadata/{folder}"),
+            names_from,
+            data_prefix: format!("{mount}data/"),
+            metadata_prefix: Some(format!("{mount}metadata/")),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

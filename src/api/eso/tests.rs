@@ -192,16 +192,17 @@ fn reads_follow_esos_paths_and_policies() {
         .iter()
         .map(|s| (s.read().api_path.as_str(), s.read().part, s.optional()))
         .collect();
+    // ESO's order: dataFrom first, then data (a data key wins over the same key from dataFrom).
     assert_eq!(
         paths,
         vec![
+            ("kv/data/app?version=2", KvPart::Data, true),
             ("kv/data/app", KvPart::Data, true),
             ("kv/metadata/app", KvPart::CustomMetadata, true),
-            ("kv/data/app?version=2", KvPart::Data, true),
         ]
     );
     assert!(matches!(
-        &spec.sources[2],
+        &spec.sources[0],
         Source::All { property: None, .. }
     ));
     assert_eq!(spec.target.policy.creation, Creation::Merge);
@@ -229,7 +230,7 @@ fn unsupported_fields_fail_the_whole_object() {
     let e = es(json!({
         "target": {"template": {"data": {"x": "{{ .a }}"}}},
         "data": [{"secretKey": "a", "remoteRef": {"key": "app", "conversionStrategy": "Unicode"}}],
-        "dataFrom": [{"find": {"name": {"regexp": ".*"}}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}]}]
+        "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}, {"transform": {"template": "x"}}]}]
     }));
     let err = run(StoreKind::SecretStore, &s, &e).unwrap_err();
     assert_eq!(err.reason(), "Unsupported");
@@ -237,8 +238,8 @@ fn unsupported_fields_fail_the_whole_object() {
     for field in [
         "spec.target.template",
         "spec.data[0].remoteRef.conversionStrategy=Unicode",
-        "spec.dataFrom[0].find",
-        "spec.dataFrom[1].rewrite",
+        "spec.dataFrom[0].find.conversionStrategy=Unicode",
+        "spec.dataFrom[1].rewrite[1].transform",
     ] {
         assert!(text.contains(field), "{field} in {text}");
     }
@@ -276,4 +277,65 @@ fn documentation_fixtures_translate() {
         assert_eq!(spec.sources[1].read().api_path, "secret/metadata/foo");
         assert_eq!(spec.target.name, "example-sync");
     }
+}
+
+#[test]
+fn find_and_rewrite_translate_to_a_listing_and_key_rules() {
+    let s = store(json!({"tokenSecretRef": {"name": "s"}}));
+    let e = es(json!({
+        "target": {"deletionPolicy": "Delete"},
+        "dataFrom": [{
+            "find": {"path": "team/app", "name": {"regexp": "^db"}, "tags": {"env": "prod"},
+                     "decodingStrategy": "Base64"},
+            "rewrite": [{"regexp": {"source": "team/app/", "target": ""}}, {}]
+        }]
+    }));
+    let spec = run(StoreKind::SecretStore, &s, &e).unwrap();
+    let Source::Find(f) = &spec.sources[0] else {
+        panic!("{:?}", spec.sources)
+    };
+    assert_eq!(
+        (f.list.api_path.as_str(), f.list.part, f.names_from.as_str()),
+        ("kv/metadata/team/app/", KvPart::List, "team/app/")
+    );
+    assert_eq!(
+        (f.data_prefix.as_str(), f.metadata_prefix.as_deref()),
+        ("kv/data/", Some("kv/metadata/"))
+    );
+    assert_eq!(
+        f.keys.rewrite.len(),
+        1,
+        "an empty rewrite item rewrites nothing"
+    );
+    assert!(
+        f.optional,
+        "deletionPolicy Delete: a missing folder finds nothing"
+    );
+    assert_eq!(f.at, "spec.dataFrom[0].find");
+
+    let bad = |data_from: Value, store_spec: &StoreSpec| {
+        run(
+            StoreKind::SecretStore,
+            store_spec,
+            &es(json!({"dataFrom": data_from})),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(bad(json!([{"find": {"path": "x"}}]), &s).contains("needs name.regexp or tags"));
+    assert!(bad(json!([{"find": {"nmae": {}}}]), &s).contains("unknown field `nmae`"));
+    assert!(bad(
+        json!([{"find": {"name": {"regexp": "a"}}, "extract": {"key": "k"}}]),
+        &s
+    )
+    .contains("exactly one of extract or find"));
+    let v1: StoreSpec = serde_json::from_value(json!({"provider": {"vault": {
+        "server": ADDR, "path": "secret", "version": "v1", "auth": {"tokenSecretRef": {"name": "s"}}}}}))
+    .unwrap();
+    assert!(bad(json!([{"find": {"tags": {"a": "b"}}}]), &v1).contains("kv version v1"));
+    let no_path: StoreSpec = serde_json::from_value(json!({"provider": {"vault": {
+        "server": ADDR, "auth": {"tokenSecretRef": {"name": "s"}}}}}))
+    .unwrap();
+    assert!(bad(json!([{"find": {"name": {"regexp": "a"}}}]), &no_path)
+        .contains("spec.provider.vault.path"));
 }

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 
 use super::crd::{ExternalSecret, RemoteRef};
+use super::data_from;
 use super::identity::identity;
 use super::path::{api_path, metadata_path};
 use super::store::StoreSpec;
 use super::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::engine::render::check_secret_key;
-use crate::engine::{Creation, Decoding, Dialect, Source, SyncSpec, Target, WritePolicy};
+use crate::engine::{Creation, Decoding, Dialect, KeyRules, Source, SyncSpec, Target, WritePolicy};
 use crate::error::Error;
 use crate::vault::{KvPart, ReadKey};
 
@@ -65,14 +66,27 @@ pub fn unsupported(es: &ExternalSecret) -> Option<String> {
         );
     }
     for (i, d) in spec.data_from.iter().flatten().enumerate() {
-        if d.find.is_some() {
-            found.push(format!("spec.dataFrom[{i}].find"));
-        }
-        if d.rewrite
-            .as_ref()
-            .is_some_and(|r| r.as_array().is_none_or(|a| !a.is_empty()))
+        for (j, r) in d
+            .rewrite
+            .iter()
+            .flat_map(|r| r.as_array())
+            .flatten()
+            .enumerate()
         {
-            found.push(format!("spec.dataFrom[{i}].rewrite"));
+            for op in ["transform", "merge"] {
+                if r.get(op).is_some() {
+                    found.push(format!("spec.dataFrom[{i}].rewrite[{j}].{op}"));
+                }
+            }
+        }
+        if d.find
+            .as_ref()
+            .and_then(|f| f.get("conversionStrategy"))
+            .is_some_and(|c| c == "Unicode")
+        {
+            found.push(format!(
+                "spec.dataFrom[{i}].find.conversionStrategy=Unicode"
+            ));
         }
         if d.source_ref.is_some() {
             found.push(format!("spec.dataFrom[{i}].sourceRef"));
@@ -99,7 +113,11 @@ fn remote_ref_unsupported(r: &RemoteRef, at: &str, found: &mut Vec<String>) {
 }
 
 fn decoding(r: &RemoteRef, at: &str) -> Result<Decoding, Error> {
-    Ok(match r.decoding_strategy.as_deref().unwrap_or("None") {
+    decoding_of(r.decoding_strategy.as_deref(), at)
+}
+
+fn decoding_of(strategy: Option<&str>, at: &str) -> Result<Decoding, Error> {
+    Ok(match strategy.unwrap_or("None") {
         "None" | "" => Decoding::None,
         "Base64" => Decoding::Base64,
         "Base64URL" => Decoding::Base64Url,
@@ -193,7 +211,48 @@ pub fn translate(
             }
         })
     };
+    // ESO's order: every dataFrom item, then data — a data key wins over the same key found
+    // by dataFrom.
     let mut sources = Vec::new();
+    for (i, item) in es.spec.data_from.iter().flatten().enumerate() {
+        let at = format!("spec.dataFrom[{i}]");
+        let rewrite = data_from::rewrites(item.rewrite.as_ref(), &at)?;
+        match (&item.extract, &item.find) {
+            (Some(r), None) => sources.push(Source::All {
+                read: read(r)?,
+                key: r.key.clone(),
+                property: r.property.clone().filter(|p| !p.is_empty()),
+                dialect: Dialect::Eso {
+                    decoding: decoding(r, &format!("{at}.extract"))?,
+                },
+                optional,
+                keys: KeyRules {
+                    rewrite,
+                    convert: data_from::convert(
+                        r.conversion_strategy.as_deref(),
+                        &format!("{at}.extract"),
+                    )?,
+                },
+            }),
+            (None, Some(find)) => sources.push(Source::Find(Box::new(data_from::find(
+                data_from::FindRequest {
+                    at: &at,
+                    find,
+                    rewrite,
+                    identity: &identity,
+                    store_path: vault.path.as_deref(),
+                    kv_version,
+                    optional,
+                },
+                decoding_of,
+            )?))),
+            _ => {
+                return Err(Error::InvalidSpec(format!(
+                    "{at} needs exactly one of extract or find"
+                )))
+            }
+        }
+    }
     for (i, item) in es.spec.data.iter().flatten().enumerate() {
         let at = format!("spec.data[{i}]");
         check_secret_key(&item.secret_key)
@@ -205,22 +264,6 @@ pub fn translate(
             property: item.remote_ref.property.clone().filter(|p| !p.is_empty()),
             dialect: Dialect::Eso {
                 decoding: decoding(&item.remote_ref, &format!("{at}.remoteRef"))?,
-            },
-            optional,
-        });
-    }
-    for (i, item) in es.spec.data_from.iter().flatten().enumerate() {
-        let at = format!("spec.dataFrom[{i}]");
-        let r = item
-            .extract
-            .as_ref()
-            .ok_or_else(|| Error::InvalidSpec(format!("{at} needs extract")))?;
-        sources.push(Source::All {
-            read: read(r)?,
-            key: r.key.clone(),
-            property: r.property.clone().filter(|p| !p.is_empty()),
-            dialect: Dialect::Eso {
-                decoding: decoding(r, &format!("{at}.extract"))?,
             },
             optional,
         });

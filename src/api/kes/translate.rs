@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::crd::{BackendType, ExternalSecret};
 use crate::engine::render::{check_secret_key, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use crate::engine::{Dialect, Source, SyncSpec, Target, WritePolicy};
+use crate::engine::{Dialect, KeyRules, Source, SyncSpec, Target, WritePolicy};
 use crate::error::Error;
 use crate::vault::{check_auth_name, check_read_path, kv_api_path, AuthKey, KvPart, ReadKey};
 
@@ -66,6 +66,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
     let mut sources = Vec::new();
     for key in spec.data_from.iter().flatten() {
         sources.push(Source::All {
+            keys: KeyRules::default(),
             read: read_key(key, None)?,
             key: key.clone(),
             property: None,
@@ -75,6 +76,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
     }
     for item in spec.data_from_with_options.iter().flatten() {
         sources.push(Source::All {
+            keys: KeyRules::default(),
             read: read_key(&item.key, None)?,
             key: item.key.clone(),
             property: None,
