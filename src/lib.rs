@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod engine;
 pub mod error;
+pub mod gotmpl;
 pub mod http;
 pub mod logging;
 pub mod metrics;

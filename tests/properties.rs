@@ -101,3 +101,99 @@ proptest! {
         let _ = run(spec, &Map::new());
     }
 }
+
+/// Template pieces: enough of Go's syntax to reach every parser and executor path, glued in any
+/// order (mostly invalid, some valid).
+const TEMPLATE_PIECES: &[&str] = &[
+    "{{",
+    "}}",
+    "{{- ",
+    " -}}",
+    ".",
+    ".secret",
+    ".other",
+    "$",
+    "$x",
+    ":=",
+    "=",
+    "range",
+    "if",
+    "else",
+    "end",
+    "with",
+    "break",
+    "continue",
+    " ",
+    "|",
+    "(",
+    ")",
+    "\"",
+    "`",
+    "x",
+    "1",
+    "-2",
+    "0.5",
+    "b64dec",
+    "b64enc",
+    "printf",
+    "\"%s %d %q %x\"",
+    "index",
+    "len",
+    "toJson",
+    "fromJson",
+    "toYaml",
+    "fromYaml",
+    "indent",
+    "nindent",
+    "repeat",
+    "split",
+    "join",
+    "dict",
+    "list",
+    "get",
+    "eq",
+    "lt",
+    "and",
+    "or",
+    "not",
+    "default",
+    "quote",
+    "upper",
+    "trimPrefix",
+    "replace",
+    "filterPEM",
+    "/*",
+    "*/",
+    "nil",
+    "true",
+    ",",
+    "define",
+    "template",
+    "fail",
+];
+
+proptest! {
+    /// Random templates over a secret value: never a panic, output within the cap, and no
+    /// character of the value in an error.
+    #[test]
+    fn templates_never_panic_exceed_bounds_or_leak(
+        pieces in proptest::collection::vec(proptest::sample::select(TEMPLATE_PIECES), 0..40),
+        // No character a piece has, so one in a message came from the value.
+        value in "[#&+<>~^\u{e9}\u{4e2d}]{1,40}",
+    ) {
+        use vault_external_secrets::gotmpl::{render, Limits};
+        let text: String = pieces.concat();
+        let limits = Limits { fuel: 5_000, output: 4096, template: 4096 };
+        let data = json!({"secret": value, "other": format!("{{\"k\": \"{value}\"}}")});
+        match render(&text, &data, &limits) {
+            Ok(out) => prop_assert!(out.len() <= limits.output),
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(
+                    !value.chars().any(|c| message.contains(c)),
+                    "{text:?} -> {message}"
+                );
+            }
+        }
+    }
+}

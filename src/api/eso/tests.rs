@@ -333,6 +333,24 @@ fn find_and_rewrite_translate_to_a_listing_and_key_rules() {
         "server": ADDR, "path": "secret", "version": "v1", "auth": {"tokenSecretRef": {"name": "s"}}}}}))
     .unwrap();
     assert!(bad(json!([{"find": {"tags": {"a": "b"}}}]), &v1).contains("kv version v1"));
+    // KV v1: by name only, listing `<path>/<folder>/`, reading `<path>/<name>`.
+    let spec = run(
+        StoreKind::SecretStore,
+        &v1,
+        &es(json!({"dataFrom": [{"find": {"path": "app", "name": {"regexp": "."}}}]})),
+    )
+    .unwrap();
+    let Source::Find(f) = &spec.sources[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            f.list.api_path.as_str(),
+            f.data_prefix.as_str(),
+            f.metadata_prefix.as_deref()
+        ),
+        ("secret/app/", "secret/", None)
+    );
     let no_path: StoreSpec = serde_json::from_value(json!({"provider": {"vault": {
         "server": ADDR, "auth": {"tokenSecretRef": {"name": "s"}}}}}))
     .unwrap();
