@@ -52,6 +52,10 @@ pub enum Error {
     #[error("{0}")]
     Store(String),
 
+    /// An ESO template failed: which one and why (never a value).
+    #[error("{0}")]
+    Template(String),
+
     /// A field this controller does not serve yet (ESO templates, `find`, `rewrite`).
     #[error("{0}")]
     Unsupported(String),
@@ -93,6 +97,7 @@ impl Error {
             Error::SecretImmutable(_) => "SecretImmutable",
             Error::Store(_) => "StoreNotReady",
             Error::Unsupported(_) => "Unsupported",
+            Error::Template(_) => "TemplateFailed",
             Error::Kube(_) => "KubernetesApiFailed",
             Error::Forbidden(_) => "Forbidden",
             Error::WriteLoop { .. } => "SecretWriteLoop",

@@ -172,6 +172,16 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     .await;
     w.put_kv2("eso-cases/versioned", json!({"v": "one"})).await;
     w.put_kv2("eso-cases/versioned", json!({"v": "two"})).await;
+    w.put_kv2(
+        "eso-cases/docker",
+        json!({"dockerconfig": "{\"auths\":{\"r.example\":{\"auth\":\"eDp5\"}}}"}),
+    )
+    .await;
+    w.put_kv2(
+        "eso-cases/ssh",
+        json!({"key": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"}),
+    )
+    .await;
     w.put_kv2("eso-cases/find/one", json!({"a": "1"})).await;
     w.put_kv2("eso-cases/find/two", json!({"b": "2"})).await;
     w.put_kv2("eso-cases/find/sub/three", json!({"c": "3"}))
@@ -210,6 +220,12 @@ async fn eso_vault_cases_with_kubernetes_auth() {
         ("find-name", "  target: {name: find-name}\n  dataFrom:\n  - find: {path: eso-cases/find, name: {regexp: \"one|three\"}}\n"),
         ("find-rewrite", "  target: {name: find-rewrite}\n  dataFrom:\n  - find: {path: eso-cases/find, name: {regexp: \".\"}}\n    rewrite:\n    - regexp: {source: \"eso-cases/find/(.*)\", target: \"$1\"}\n    - regexp: {source: \"/\", target: \"-\"}\n"),
         ("find-tags", "  target: {name: find-tags}\n  dataFrom:\n  - find: {path: eso-cases/find, tags: {env: prod}}\n"),
+        // "JSON data with template", "docker config JSON from a property", "SSH key sync", a
+        // templateFrom literal into labels, and mergePolicy Merge.
+        ("template-json", "  target:\n    name: template-json\n    template:\n      data:\n        config.json: '{\"user\": \"{{ .name }}\", \"deep\": \"{{ .deep | upper }}\"}'\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n  - {secretKey: deep, remoteRef: {key: eso-cases/json, property: nested.a.b}}\n"),
+        ("docker-config", "  target:\n    name: docker-config\n    template:\n      type: kubernetes.io/dockerconfigjson\n      data:\n        .dockerconfigjson: '{{ .dockerconfig | toString }}'\n  data:\n  - {secretKey: dockerconfig, remoteRef: {key: eso-cases/docker, property: dockerconfig}}\n"),
+        ("ssh-key", "  target:\n    name: ssh-key\n    template:\n      type: kubernetes.io/ssh-auth\n      data:\n        ssh-privatekey: '{{ .key }}'\n  data:\n  - {secretKey: key, remoteRef: {key: eso-cases/ssh, property: key}}\n"),
+        ("template-merge", "  target:\n    name: template-merge\n    template:\n      mergePolicy: Merge\n      metadata: {annotations: {owner: '{{ .name }}'}}\n      data: {greeting: 'hello {{ .name }}'}\n      templateFrom:\n      - {literal: 'tier: {{ .name | lower }}', target: Labels}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
         ("extract-rewrite", "  target: {name: extract-rewrite}\n  dataFrom:\n  - extract: {key: eso-cases/json}\n    rewrite:\n    - regexp: {source: \"^(.*)$\", target: \"APP_$1\"}\n  data:\n  - {secretKey: APP_name, remoteRef: {key: eso-cases/versioned, property: v}}\n"),
     ];
     // One apply: the objects arrive together, as a kubectl apply -f dir/ or a GitOps sync.
@@ -288,19 +304,50 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert_eq!(value(&s, "APP_html").as_deref(), Some("<a&b>"));
     assert_eq!(value(&s, "APP_name").as_deref(), Some("two"), "data wins");
 
+    let s = get("template-json").await;
+    assert_eq!(
+        value(&s, "config.json").as_deref(),
+        Some(r#"{"user": "example", "deep": "DEEP"}"#)
+    );
+    assert_eq!(
+        s.data.as_ref().unwrap().len(),
+        1,
+        "Replace: only the template's keys"
+    );
+    let s = get("docker-config").await;
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    assert_eq!(
+        value(&s, ".dockerconfigjson").as_deref(),
+        Some(r#"{"auths":{"r.example":{"auth":"eDp5"}}}"#)
+    );
+    let s = get("ssh-key").await;
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/ssh-auth"));
+    assert!(value(&s, "ssh-privatekey")
+        .unwrap()
+        .ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+    let s = get("template-merge").await;
+    assert_eq!(value(&s, "greeting").as_deref(), Some("hello example"));
+    assert_eq!(
+        value(&s, "name").as_deref(),
+        Some("example"),
+        "Merge keeps the fetched keys"
+    );
+    assert_eq!(s.metadata.labels.as_ref().unwrap()["tier"], "example");
+    assert_eq!(s.metadata.annotations.as_ref().unwrap()["owner"], "example");
+
     let es = wait_es(&w, &ns, "property", synced).await;
     let status = es.status.unwrap();
     assert_eq!(status.binding.unwrap().name.as_deref(), Some("property"));
     assert!(status.refresh_time.is_some());
     assert!(status.synced_resource_version.unwrap().starts_with("1-"));
 
-    // Ten objects, one store identity: one login; `eso-cases/json` read once per poll cycle
+    // Fourteen objects, one store identity: one login; `eso-cases/json` read once per poll cycle
     // whatever the number of objects and items reading it.
     assert_eq!(w.vault_logins("kubernetes", "eso-cases") - logins_before, 1);
     let reads = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases")) - reads_before;
     assert!(
         (1..=2).contains(&reads),
-        "{reads} reads of one path for 6 objects"
+        "{reads} reads of one path for 8 objects"
     );
     // ESO's metrics next to ours.
     let text = ctl.metrics().await;
@@ -676,12 +723,35 @@ async fn eso_store_status_unsupported_fields_and_bad_stores() {
         &ns,
         "templated",
         "good",
-        &format!("  target:\n    template:\n      data: {{conn: \"x={{{{ .v }}}}\"}}\n{item}"),
+        &format!("  target:\n    template:\n      engineVersion: v1\n      data: {{conn: \"x={{{{ .v }}}}\"}}\n{item}"),
+    ));
+    w.kubectl_apply(&es_yaml(
+        &ns,
+        "template-fails",
+        "good",
+        &format!(
+            "  target:\n    template:\n      data: {{conn: \"x={{{{ .missing }}}}\"}}\n{item}"
+        ),
     ));
     w.kubectl_apply(&es_yaml(&ns, "via-aws", "aws", item));
     w.kubectl_apply(&es_yaml(&ns, "via-bad-role", "bad-role", item));
     w.kubectl_apply(&es_yaml(&ns, "no-store", "missing", item));
-    wait_es(&w, &ns, "templated", failed_with("spec.target.template")).await;
+    wait_es(
+        &w,
+        &ns,
+        "templated",
+        failed_with("spec.target.template.engineVersion=v1"),
+    )
+    .await;
+    wait_es(
+        &w,
+        &ns,
+        "template-fails",
+        failed_with(
+            "TemplateFailed: template data.conn: line 1: map has no entry for key \"missing\"",
+        ),
+    )
+    .await;
     wait_es(&w, &ns, "via-aws", failed_with("serves Vault only")).await;
     wait_es(&w, &ns, "via-bad-role", failed_with("VaultAuthFailed")).await;
     wait_es(
@@ -691,7 +761,13 @@ async fn eso_store_status_unsupported_fields_and_bad_stores() {
         failed_with("SecretStore missing not found"),
     )
     .await;
-    for name in ["templated", "via-aws", "via-bad-role", "no-store"] {
+    for name in [
+        "templated",
+        "template-fails",
+        "via-aws",
+        "via-bad-role",
+        "no-store",
+    ] {
         assert!(
             w.secret_api(&ns).get_opt(name).await.unwrap().is_none(),
             "{name}: never a partial Secret"

@@ -18,7 +18,7 @@ use crate::api::eso::path::go_duration;
 use crate::api::eso::status::{self, Outcome};
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec};
 use crate::api::eso::stores::{namespace_allowed, serves};
-use crate::api::eso::translate::{translate, Settings, StoreKind, StoreView};
+use crate::api::eso::translate::{translate, Settings, StoreKind, StoreView, LAST_APPLIED};
 use crate::api::eso::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::engine::eso_values::object_hash;
 use crate::engine::{SyncSpec, Write};
@@ -26,8 +26,6 @@ use crate::error::Error;
 
 /// ESO's default `refreshInterval`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
-/// The annotation kubectl keeps a copy of the whole object in; never read here.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A store as found, either kind.
 enum Found {

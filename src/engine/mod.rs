@@ -17,6 +17,7 @@ pub mod keys;
 pub mod plan;
 pub mod render;
 mod spec;
+pub mod templating;
 pub mod write;
 
 pub use fetch::fetch_and_render;

@@ -188,6 +188,22 @@ pub fn render(
         data.insert(k.clone(), ByteString(v.clone()));
     }
     let mut labels = target.labels.clone();
+    let mut annotations = target.annotations.clone();
+    if let Some(template) = &target.template {
+        let fetched = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+        let templated = super::templating::apply(template, &fetched)?;
+        for k in templated.data.keys() {
+            check_secret_key(k)
+                .map_err(|why| Error::Template(format!("template key {k:?} {why}")))?;
+        }
+        data = templated
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v)))
+            .collect();
+        labels.extend(templated.labels);
+        annotations.extend(templated.annotations);
+    }
     labels.insert(
         target.managed_label.0.clone(),
         target.managed_label.1.clone(),
@@ -197,7 +213,7 @@ pub fn render(
         namespace: target.namespace.clone(),
         type_: target.type_.clone(),
         labels,
-        annotations: target.annotations.clone(),
+        annotations,
         data,
         owner: target.owner.clone(),
         policy: target.policy.clone(),
@@ -313,6 +329,7 @@ mod tests {
                 },
                 managed_label: (MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into()),
                 policy: WritePolicy::owner(),
+                template: None,
             },
         }
     }

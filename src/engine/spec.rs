@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 pub use super::find::Find;
 pub use super::keys::{KeyRules, Rewrite};
+pub use super::templating::TemplateSpec;
 use crate::vault::{AuthKey, ReadKey};
 
 /// How a front-end's values are picked and turned into bytes.
@@ -139,6 +140,8 @@ pub struct Target {
     /// The label that marks the Secret as ours; the API's Secret watch selects on it.
     pub managed_label: (String, String),
     pub policy: WritePolicy,
+    /// ESO `target.template`: applied to the fetched data before the Secret is built.
+    pub template: Option<TemplateSpec>,
 }
 
 /// One object's sync, API-independent. `sources` are in merge order: a later one wins.

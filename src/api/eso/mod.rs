@@ -2,7 +2,7 @@
 //! (`crd`: ExternalSecret, `store`: SecretStore / ClusterSecretStore), ESO's path rules and
 //! durations (`path`), which stores and namespaces are served (`stores`), the store's Vault
 //! identity (`identity`), `dataFrom`'s find and rewrite (`data_from`), the translation into a
-//! `SyncSpec` (`translate`), ESO's status shape (`status`) and per-object metrics (`metrics`).
+//! `SyncSpec` (`translate`), `target.template` (`template`), ESO's status shape (`status`) and per-object metrics (`metrics`).
 
 pub mod crd;
 pub mod data_from;
@@ -12,6 +12,7 @@ pub mod path;
 pub mod status;
 pub mod store;
 pub mod stores;
+pub mod template;
 pub mod translate;
 
 #[cfg(test)]

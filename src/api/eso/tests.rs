@@ -228,7 +228,6 @@ fn reads_follow_esos_paths_and_policies() {
 fn unsupported_fields_fail_the_whole_object() {
     let s = store(json!({"tokenSecretRef": {"name": "s"}}));
     let e = es(json!({
-        "target": {"template": {"data": {"x": "{{ .a }}"}}},
         "data": [{"secretKey": "a", "remoteRef": {"key": "app", "conversionStrategy": "Unicode"}}],
         "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}, {"transform": {"template": "x"}}]}]
     }));
@@ -236,7 +235,6 @@ fn unsupported_fields_fail_the_whole_object() {
     assert_eq!(err.reason(), "Unsupported");
     let text = err.to_string();
     for field in [
-        "spec.target.template",
         "spec.data[0].remoteRef.conversionStrategy=Unicode",
         "spec.dataFrom[0].find.conversionStrategy=Unicode",
         "spec.dataFrom[1].rewrite[1].transform",
@@ -356,4 +354,62 @@ fn find_and_rewrite_translate_to_a_listing_and_key_rules() {
     .unwrap();
     assert!(bad(json!([{"find": {"name": {"regexp": "a"}}}]), &no_path)
         .contains("spec.provider.vault.path"));
+}
+
+#[test]
+fn templates_translate_and_their_unserved_parts_are_named() {
+    let s = store(json!({"tokenSecretRef": {"name": "s"}}));
+    let with = |template: Value| {
+        let mut e = simple();
+        e.spec.target = Some(serde_json::from_value(json!({"template": template})).unwrap());
+        run(StoreKind::SecretStore, &s, &e)
+    };
+    let spec = with(
+        json!({"type": "kubernetes.io/dockerconfigjson", "mergePolicy": "Merge",
+        "metadata": {"labels": {"l": "{{ .k }}"}},
+        "data": {".dockerconfigjson": "{{ .k }}"},
+        "templateFrom": [{"literal": "a: b", "target": "Annotations"}]}),
+    )
+    .unwrap();
+    assert_eq!(spec.target.type_, "kubernetes.io/dockerconfigjson");
+    let t = spec.target.template.unwrap();
+    assert!(t.merge && t.data.contains_key(".dockerconfigjson") && t.labels.contains_key("l"));
+    assert_eq!(t.literals.len(), 1);
+    for (template, named) in [
+        (json!({"engineVersion": "v1"}), "engineVersion=v1"),
+        (
+            json!({"templateFrom": [{"configMap": {"name": "c"}}]}),
+            "templateFrom[0].configMap",
+        ),
+        (
+            json!({"templateFrom": [{"literal": "x", "target": "spec.x"}]}),
+            "templateFrom[0].target",
+        ),
+    ] {
+        let e = with(template).unwrap_err();
+        assert_eq!(e.reason(), "Unsupported");
+        assert!(e.to_string().contains(named), "{e}");
+    }
+    assert!(with(json!({"mergePolicy": "Sometimes"}))
+        .unwrap_err()
+        .to_string()
+        .contains("mergePolicy"));
+
+    // Without a template, the ExternalSecret's labels and annotations are copied (as ESO does),
+    // kubectl's last-applied copy aside.
+    let mut e = simple();
+    e.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+    e.metadata.annotations = Some(
+        [
+            ("note".to_string(), "x".to_string()),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "{}".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let spec = run(StoreKind::SecretStore, &s, &e).unwrap();
+    assert_eq!(spec.target.labels["team"], "a");
+    assert_eq!(spec.target.annotations.keys().collect::<Vec<_>>(), ["note"]);
 }

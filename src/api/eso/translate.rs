@@ -47,14 +47,14 @@ pub struct Settings<'a> {
     pub vault_addr: &'a str,
 }
 
+/// kubectl's copy of the applied manifest: not copied onto the Secret.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// The fields this controller does not serve yet, named, so the object fails as a whole
 /// instead of producing part of its Secret.
 pub fn unsupported(es: &ExternalSecret) -> Option<String> {
     let spec = &es.spec;
     let mut found = Vec::new();
-    if spec.target.as_ref().is_some_and(|t| t.template.is_some()) {
-        found.push("spec.target.template".to_string());
-    }
     for (i, d) in spec.data.iter().flatten().enumerate() {
         if d.source_ref.is_some() {
             found.push(format!("spec.data[{i}].sourceRef"));
@@ -273,6 +273,19 @@ pub fn translate(
             "nothing to sync: set spec.data or spec.dataFrom".into(),
         ));
     }
+    // With a template, its type and (rendered) metadata; without one, the ExternalSecret's own
+    // labels and annotations, as ESO copies them.
+    let (template, type_, labels, annotations) = match &target.template {
+        Some(t) => {
+            let (t, type_) = super::template::template(t)?;
+            (Some(t), type_, BTreeMap::new(), BTreeMap::new())
+        }
+        None => {
+            let mut annotations = es.annotations().clone();
+            annotations.remove(LAST_APPLIED);
+            (None, None, es.labels().clone(), annotations)
+        }
+    };
     let owner = crate::api::owner_of(es)?;
     Ok(SyncSpec {
         identity,
@@ -284,9 +297,9 @@ pub fn translate(
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| es.name_any()),
             namespace: es_ns,
-            type_: "Opaque".into(),
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
+            type_: type_.unwrap_or_else(|| "Opaque".into()),
+            labels,
+            annotations,
             literal_data: BTreeMap::new(),
             owner,
             managed_label: (MANAGED_LABEL.into(), MANAGED_VALUE.into()),
@@ -296,6 +309,7 @@ pub fn translate(
                 delete_when_empty,
                 data_hash: true,
             },
+            template,
         },
     })
 }

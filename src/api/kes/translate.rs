@@ -147,6 +147,7 @@ pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, E
             owner,
             managed_label: (MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into()),
             policy: WritePolicy::owner(),
+            template: None,
         },
     })
 }
