@@ -2,7 +2,8 @@
 # `make bench N=10000`: the scale benchmark on a fresh e2e world with the release build; prints
 # its figures and appends them to docs/benchmarks.md.
 # `make bench-check`: the small CI run (N=200, debug build) that asserts the counts only.
-# Both run the KES API and then the ESO API (APIS="kes eso"), one controller each.
+# Both run the KES API and then the ESO API (APIS="kes eso"), one controller each; the full run
+# then ESO with templates (TEMPLATE=0 skips) and audit-stream events (AUDIT=0 skips).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$root"
@@ -37,6 +38,12 @@ else
     "$target/release/examples/bench" --controller "$controller" --api "$api" \
       --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
   done
+  # 1,000+ templated ESO objects, to compare their CPU per steady cycle with the run above
+  # (TEMPLATE=0 skips it).
+  if [ "${TEMPLATE:-1}" = 1 ]; then
+    "$target/release/examples/bench" --controller "$controller" --api eso --template \
+      --n "$n" --poll-ms "${POLL_MS:-30000}" --cycles 3 --changes 100 --record docs/benchmarks.md
+  fi
   # Change events from OpenBao's audit stream, polling every 5 minutes (AUDIT=0 skips it).
   if [ "${AUDIT:-1}" = 1 ]; then
     "$target/release/examples/bench" --controller "$controller" --api kes --audit \

@@ -451,6 +451,13 @@ async fn eso_auth_methods_openbao_offers() {
             name,
             "  data:\n  - {secretKey: password, remoteRef: {key: eso-auth/app, property: password}}\n",
         ));
+        // find, rewrite and a template through the same identity.
+        w.kubectl_apply(&es_yaml(
+            &ns,
+            &format!("{name}-find"),
+            name,
+            "  target:\n    template:\n      mergePolicy: Merge\n      data: {dsn: 'user:{{ (.app | fromJson).password }}@db'}\n  dataFrom:\n  - find: {path: eso-auth, name: {regexp: 'app$'}}\n    rewrite: [{regexp: {source: 'eso-auth/', target: ''}}]\n",
+        ));
     }
     for (name, _) in &stores {
         let s = w
@@ -463,6 +470,21 @@ async fn eso_auth_methods_openbao_offers() {
         );
         let r = wait_store(&w, Some(&ns), name, |r| r.0 == "True").await;
         assert_eq!(r.1, "Valid", "{name}");
+        let s = w
+            .wait_secret(&ns, &format!("{name}-find"), SYNC_TIMEOUT, |s| {
+                value(s, "dsn").is_some()
+            })
+            .await;
+        assert_eq!(
+            value(&s, "dsn").as_deref(),
+            Some("user:auth-methods@db"),
+            "{name}"
+        );
+        assert_eq!(
+            value(&s, "app").as_deref(),
+            Some(r#"{"password":"auth-methods"}"#),
+            "{name}"
+        );
     }
     // The given token is the user's: shutdown revokes the tokens we logged in for, not it.
     drop(ctl);

@@ -51,12 +51,19 @@ pub async fn create_external_secrets(client: &Client, a: &Args, prefix: &str) ->
                     .iter()
                     .map(|p| json!({"secretKey": p, "remoteRef": {"key": vault_key(path), "property": p}}))
                     .collect();
+                let mut spec = json!({"refreshInterval": refresh,
+                    "secretStoreRef": {"name": store_name(role), "kind": "ClusterSecretStore"},
+                    "data": data});
+                if a.template {
+                    // What templated manifests typically do: a connection string and a JSON file.
+                    spec["target"] = json!({"template": {"data": {
+                        "dsn": "postgres://app:{{ .a }}@db:5432/{{ .a | upper | trunc 8 }}",
+                        "config.json": "{{ dict \"user\" .a \"port\" 5432 | toJson }}"}}});
+                }
                 let es: ExternalSecret = serde_json::from_value(json!({
                     "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
                     "metadata": {"name": format!("es-{i}")},
-                    "spec": {"refreshInterval": refresh,
-                        "secretStoreRef": {"name": store_name(role), "kind": "ClusterSecretStore"},
-                        "data": data}
+                    "spec": spec
                 }))?;
                 api.create(&PostParams::default(), &es).await?;
                 anyhow::Ok(())

@@ -89,6 +89,8 @@ struct Args {
     cycles: u32,
     changes: usize,
     check: bool,
+    /// `--template`: every ESO object renders a template (connection string, JSON file).
+    template: bool,
     controller: String,
     record: Option<String>,
 }
@@ -97,9 +99,10 @@ impl Args {
     /// Namespace prefix of the run's objects (the audit-events run has its own, next to the
     /// other runs' objects in the same world).
     fn prefix(&self) -> String {
-        match self.audit {
-            true => "bench-audit".into(),
-            false => self.api.prefix().into(),
+        match (self.audit, self.template) {
+            (true, _) => "bench-audit".into(),
+            (false, true) => format!("{}-tpl", self.api.prefix()),
+            (false, false) => self.api.prefix().into(),
         }
     }
 }
@@ -114,6 +117,7 @@ fn args() -> Result<Args> {
         cycles: 3,
         changes: 100,
         check: false,
+        template: false,
         controller: String::new(),
         record: None,
     };
@@ -130,6 +134,7 @@ fn args() -> Result<Args> {
             "--record" => a.record = Some(v()?),
             "--check" => a.check = true,
             "--audit" => a.audit = true,
+            "--template" => a.template = true,
             "--api" => {
                 a.api = match v()?.as_str() {
                     "kes" => ApiKind::Kes,
@@ -162,8 +167,12 @@ async fn main() -> Result<()> {
     let api_audit = env("APISERVER_AUDIT_LOG")?;
     let e2e_dir = env("E2E_DIR")?;
     eprintln!(
-        "bench: api={:?} N={} paths={} poll={}ms",
-        a.api, a.n, a.paths, a.poll_ms
+        "bench: api={:?}{} N={} paths={} poll={}ms",
+        a.api,
+        if a.template { " (templated)" } else { "" },
+        a.n,
+        a.paths,
+        a.poll_ms
     );
 
     // Vault: roles 2 and 3 (k8s-role exists), and the paths.

@@ -29,7 +29,11 @@ pub fn append(path: &str, a: &Args, table: &str) -> Result<()> {
     let entry = format!(
         "\n## {} — N = {}, {:?} API{}\n\nMachine: {machine}. Command: `make bench N={}` (poll interval {} ms, {} steady cycles). Controller: `{}`.\n\n{table}",
         Utc::now().format("%Y-%m-%d %H:%M UTC"), a.n, a.api,
-        if a.audit { ", audit-stream events" } else { "" }, a.n, a.poll_ms, a.cycles,
+        match (a.audit, a.template) {
+            (true, _) => ", audit-stream events",
+            (false, true) => ", templated",
+            (false, false) => "",
+        }, a.n, a.poll_ms, a.cycles,
         controller_build(&a.controller)
     );
     use std::io::Write;
