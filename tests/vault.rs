@@ -723,18 +723,23 @@ async fn eso_find_by_name_and_tags_with_rewrites() {
     .unwrap();
     assert_eq!(keys(&d), ["DB_db"]);
 
-    // Extract with a rewrite; transform is named as unsupported; a bad regexp is the object's
-    // error, not the controller's.
+    // Extract with rewrites (regexp, transform); merge is named as unsupported; a bad regexp
+    // is the object's error, not the controller's.
     let d = render(json!([{"extract": {"key": "app/db"},
         "rewrite": [{"regexp": {"source": "^", "target": "db-"}}]}]))
     .await
     .unwrap();
     assert_eq!(keys(&d), ["db-pass", "db-user"]);
+    let d = render(json!([{"extract": {"key": "app/db"},
+        "rewrite": [{"transform": {"template": "{{ .value | upper }}"}}]}]))
+    .await
+    .unwrap();
+    assert_eq!(keys(&d), ["PASS", "USER"]);
     let e = render(json!([{"extract": {"key": "app/db"},
-        "rewrite": [{"transform": {"template": "{{ .value }}"}}]}]))
+        "rewrite": [{"merge": {"into": "all"}}]}]))
     .await
     .unwrap_err();
-    assert!(e.to_string().contains("rewrite[0].transform"), "{e}");
+    assert!(e.to_string().contains("rewrite[0].merge"), "{e}");
     let e = render(json!([{"find": {"name": {"regexp": "(unclosed"}}}]))
         .await
         .unwrap_err();

@@ -1,22 +1,25 @@
-//! Pure: how fetched names become Secret keys for ESO's `dataFrom` — `rewrite[].regexp` in
-//! order, else `conversionStrategy: Default` — and which keys a Secret may hold.
+//! Pure: how fetched names become Secret keys for ESO's `dataFrom` — `rewrite[]` (`regexp`,
+//! `transform`) in order, else `conversionStrategy: Default` — and which keys a Secret may hold.
 
 use std::collections::BTreeMap;
 
 use regex::RegexBuilder;
 
 use super::render::check_secret_key;
+use crate::gotmpl;
 
 /// A compiled pattern may use at most this much memory: a tenant's regexp must not cost the
 /// controller more than a small, fixed amount.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
-/// ESO's `rewrite[].regexp`: every match of `source` in a key is replaced by `target`
-/// (`$1` / `${name}` expand, as Go's `ReplaceAllString`).
+/// One of ESO's `rewrite[]` operations.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rewrite {
-    pub source: String,
-    pub target: String,
+pub enum Rewrite {
+    /// `regexp`: every match of `source` in a key is replaced by `target` (`$1` / `${name}`
+    /// expand, as Go's `ReplaceAllString`).
+    Regexp { source: String, target: String },
+    /// `transform`: the key becomes what `template` renders with the key as `.value`.
+    Transform { template: String },
 }
 
 /// The renaming a source's keys go through.
@@ -40,14 +43,27 @@ impl KeyRules {
     pub fn apply<V>(&self, entries: Vec<(String, V)>) -> Result<BTreeMap<String, V>, String> {
         let mut entries = entries;
         for (i, r) in self.rewrite.iter().enumerate() {
-            let re = RegexBuilder::new(&r.source)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| format!("rewrite[{i}].regexp.source: {e}"))?;
-            entries = entries
-                .into_iter()
-                .map(|(k, v)| (re.replace_all(&k, r.target.as_str()).into_owned(), v))
-                .collect();
+            entries = match r {
+                Rewrite::Regexp { source, target } => {
+                    let re = RegexBuilder::new(source)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| format!("rewrite[{i}].regexp.source: {e}"))?;
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (re.replace_all(&k, target.as_str()).into_owned(), v))
+                        .collect()
+                }
+                Rewrite::Transform { template } => entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let dot = serde_json::json!({ "value": k });
+                        gotmpl::render(template, &dot, &gotmpl::Limits::default())
+                            .map(|k| (k, v))
+                            .map_err(|e| format!("rewrite[{i}].transform.template: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
         }
         let mut out = BTreeMap::new();
         for (k, v) in entries {
@@ -94,7 +110,7 @@ mod tests {
     }
 
     fn rw(source: &str, target: &str) -> Rewrite {
-        Rewrite {
+        Rewrite::Regexp {
             source: source.into(),
             target: target.into(),
         }
@@ -154,6 +170,30 @@ mod tests {
             convert: false,
         };
         assert_eq!(keys(&rules, &["gone"]).unwrap(), Vec::<String>::new());
+    }
+
+    // ESO's rewrite guide: `transform` with a template over `.value`.
+    #[test]
+    fn transforms_render_the_key() {
+        let rules = KeyRules {
+            rewrite: vec![
+                rw("^app/", ""),
+                Rewrite::Transform {
+                    template: "{{ .value | upper }}_KEY".into(),
+                },
+            ],
+            convert: false,
+        };
+        assert_eq!(keys(&rules, &["app/db"]).unwrap(), ["DB_KEY"]);
+        let bad = KeyRules {
+            rewrite: vec![Rewrite::Transform {
+                template: "{{ .nope }}".into(),
+            }],
+            convert: false,
+        };
+        assert!(keys(&bad, &["a"])
+            .unwrap_err()
+            .starts_with("rewrite[0].transform.template"));
     }
 
     #[test]

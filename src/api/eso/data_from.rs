@@ -32,8 +32,14 @@ struct FindName {
 #[serde(deny_unknown_fields)]
 struct RewriteItem {
     regexp: Option<RegexpRewrite>,
-    transform: Option<Value>,
+    transform: Option<TransformRewrite>,
     merge: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformRewrite {
+    template: String,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +66,7 @@ pub fn convert(strategy: Option<&str>, at: &str) -> Result<bool, Error> {
     }
 }
 
-/// A `dataFrom` item's rewrites, in order; `transform` and `merge` are named as unsupported.
+/// A `dataFrom` item's rewrites, in order; `merge` is named as unsupported.
 pub fn rewrites(rewrite: Option<&Value>, at: &str) -> Result<Vec<Rewrite>, Error> {
     let Some(rewrite) = rewrite else {
         return Ok(Vec::new());
@@ -71,23 +77,20 @@ pub fn rewrites(rewrite: Option<&Value>, at: &str) -> Result<Vec<Rewrite>, Error
         .enumerate()
         .filter_map(|(i, item)| {
             let here = format!("{at}.rewrite[{i}]");
+            // ESO's precedence: merge, then regexp, then transform.
             match item {
-                RewriteItem {
-                    regexp: Some(r),
-                    transform: None,
-                    merge: None,
-                } => Some(Ok(Rewrite {
+                RewriteItem { merge: Some(_), .. } => Some(Err(Error::Unsupported(format!(
+                    "not supported by this controller yet: {here}.merge (the Secret is left as it is)"
+                )))),
+                RewriteItem { regexp: Some(r), .. } => Some(Ok(Rewrite::Regexp {
                     source: r.source,
                     target: r.target,
                 })),
                 RewriteItem {
-                    transform: Some(_), ..
-                } => Some(Err(Error::Unsupported(format!(
-                    "not supported by this controller yet: {here}.transform (the Secret is left as it is)"
-                )))),
-                RewriteItem { merge: Some(_), .. } => Some(Err(Error::Unsupported(format!(
-                    "not supported by this controller yet: {here}.merge (the Secret is left as it is)"
-                )))),
+                    transform: Some(t), ..
+                } => Some(Ok(Rewrite::Transform {
+                    template: t.template,
+                })),
                 // An empty item rewrites nothing (as in ESO).
                 _ => None,
             }

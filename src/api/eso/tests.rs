@@ -229,7 +229,7 @@ fn unsupported_fields_fail_the_whole_object() {
     let s = store(json!({"tokenSecretRef": {"name": "s"}}));
     let e = es(json!({
         "data": [{"secretKey": "a", "remoteRef": {"key": "app", "conversionStrategy": "Unicode"}}],
-        "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}, {"transform": {"template": "x"}}]}]
+        "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}, {"extract": {"key": "app"}, "rewrite": [{"regexp": {"source": "a", "target": "b"}}, {"merge": {"into": "x"}}]}]
     }));
     let err = run(StoreKind::SecretStore, &s, &e).unwrap_err();
     assert_eq!(err.reason(), "Unsupported");
@@ -237,7 +237,7 @@ fn unsupported_fields_fail_the_whole_object() {
     for field in [
         "spec.data[0].remoteRef.conversionStrategy=Unicode",
         "spec.dataFrom[0].find.conversionStrategy=Unicode",
-        "spec.dataFrom[1].rewrite[1].transform",
+        "spec.dataFrom[1].rewrite[1].merge",
     ] {
         assert!(text.contains(field), "{field} in {text}");
     }

@@ -73,10 +73,8 @@ pub fn unsupported(es: &ExternalSecret) -> Option<String> {
             .flatten()
             .enumerate()
         {
-            for op in ["transform", "merge"] {
-                if r.get(op).is_some() {
-                    found.push(format!("spec.dataFrom[{i}].rewrite[{j}].{op}"));
-                }
+            if r.get("merge").is_some() {
+                found.push(format!("spec.dataFrom[{i}].rewrite[{j}].merge"));
             }
         }
         if d.find
