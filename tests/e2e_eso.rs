@@ -170,6 +170,10 @@ async fn eso_vault_cases_with_kubernetes_auth() {
                "b64": b64("decoded"), "html": "<a&b>"}),
     )
     .await;
+    // Versions from 1 again, however often this world ran the test (KV keeps 10).
+    let _ = w
+        .bao_try("DELETE", "kv/metadata/eso-cases/versioned", json!(null))
+        .await;
     w.put_kv2("eso-cases/versioned", json!({"v": "one"})).await;
     w.put_kv2("eso-cases/versioned", json!({"v": "two"})).await;
     w.put_kv2(
@@ -226,8 +230,12 @@ async fn eso_vault_cases_with_kubernetes_auth() {
         ("docker-config", "  target:\n    name: docker-config\n    template:\n      type: kubernetes.io/dockerconfigjson\n      data:\n        .dockerconfigjson: '{{ .dockerconfig | toString }}'\n  data:\n  - {secretKey: dockerconfig, remoteRef: {key: eso-cases/docker, property: dockerconfig}}\n"),
         ("ssh-key", "  target:\n    name: ssh-key\n    template:\n      type: kubernetes.io/ssh-auth\n      data:\n        ssh-privatekey: '{{ .key }}'\n  data:\n  - {secretKey: key, remoteRef: {key: eso-cases/ssh, property: key}}\n"),
         ("template-merge", "  target:\n    name: template-merge\n    template:\n      mergePolicy: Merge\n      metadata: {annotations: {owner: '{{ .name }}'}}\n      data: {greeting: 'hello {{ .name }}'}\n      templateFrom:\n      - {literal: 'tier: {{ .name | lower }}', target: Labels}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
+        ("template-from", "  target:\n    name: template-from\n    template:\n      templateFrom:\n      - configMap:\n          name: tpl\n          items: [{key: config.yaml}, {key: pairs, templateAs: KeysAndValues}]\n      - secret:\n          name: tpl-secret\n          items: [{key: secret.tpl}]\n      - {literal: 'from-literal: {{ .name }}'}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
         ("extract-rewrite", "  target: {name: extract-rewrite}\n  dataFrom:\n  - extract: {key: eso-cases/json}\n    rewrite:\n    - regexp: {source: \"^(.*)$\", target: \"APP_$1\"}\n  data:\n  - {secretKey: APP_name, remoteRef: {key: eso-cases/versioned, property: v}}\n"),
     ];
+    w.kubectl_apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: tpl, namespace: {ns}}}\ndata:\n  config.yaml: 'user: {{{{ .name }}}}'\n  pairs: \"a: '{{{{ .name | upper }}}}'\\nb: x\"\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tpl-secret, namespace: {ns}}}\nstringData:\n  secret.tpl: 'pw={{{{ .name }}}}'\n"
+    ));
     // One apply: the objects arrive together, as a kubectl apply -f dir/ or a GitOps sync.
     let all: Vec<String> = cases
         .iter()
@@ -325,6 +333,12 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert!(value(&s, "ssh-privatekey")
         .unwrap()
         .ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+    let s = get("template-from").await;
+    assert_eq!(value(&s, "config.yaml").as_deref(), Some("user: example"));
+    assert_eq!(value(&s, "a").as_deref(), Some("EXAMPLE"));
+    assert_eq!(value(&s, "b").as_deref(), Some("x"));
+    assert_eq!(value(&s, "secret.tpl").as_deref(), Some("pw=example"));
+    assert_eq!(value(&s, "from-literal").as_deref(), Some("example"));
     let s = get("template-merge").await;
     assert_eq!(value(&s, "greeting").as_deref(), Some("hello example"));
     assert_eq!(
@@ -341,13 +355,13 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert!(status.refresh_time.is_some());
     assert!(status.synced_resource_version.unwrap().starts_with("1-"));
 
-    // Fourteen objects, one store identity: one login; `eso-cases/json` read once per poll cycle
+    // Fifteen objects, one store identity: one login; `eso-cases/json` read once per poll cycle
     // whatever the number of objects and items reading it.
     assert_eq!(w.vault_logins("kubernetes", "eso-cases") - logins_before, 1);
     let reads = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases")) - reads_before;
     assert!(
         (1..=2).contains(&reads),
-        "{reads} reads of one path for 8 objects"
+        "{reads} reads of one path for 9 objects"
     );
     // ESO's metrics next to ours.
     let text = ctl.metrics().await;

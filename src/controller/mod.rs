@@ -22,6 +22,7 @@ pub mod rollout_outcomes;
 mod run;
 pub mod schedule;
 mod secret_index;
+mod template_sources;
 mod triggers;
 mod watches;
 mod write_loop;
@@ -69,6 +70,8 @@ pub struct Shared {
     pub readers: Readers,
     /// Rollout restarts of the workloads an ExternalSecret names, batched per workload.
     pub restarter: Arc<rollout::Restarter>,
+    /// ESO `templateFrom` ConfigMaps and Secrets, read once per cache lifetime.
+    pub template_sources: template_sources::TemplateSources,
     /// Warnings go through one Recorder, whose cache turns a repeated warning into a series.
     warnings: Recorder,
     reporter: Reporter,
@@ -98,6 +101,10 @@ impl Shared {
             namespaces: NamespaceIndex::default(),
             eso: EsoStores::new(&run::scope_list(&config)),
             readers: Readers::default(),
+            template_sources: template_sources::TemplateSources::new(
+                client.clone(),
+                run::read_cache_ttl(config.poll_interval),
+            ),
             restarter: rollout::Restarter::new(
                 client.clone(),
                 Recorder::new(client.clone(), reporter.clone()),

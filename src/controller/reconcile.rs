@@ -139,7 +139,8 @@ pub fn error_policy<K: FrontEnd>(es: Arc<K>, err: &Error, ctx: Arc<Context>) -> 
 async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64, bool), Error> {
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
-    let spec = es.spec(shared)?;
+    let mut spec = es.spec(shared)?;
+    shared.template_sources.resolve(&mut spec).await?;
     // Finds listed first, so change events know every secret the object reads.
     let spec = find::expand(&shared.kv, &spec).await?;
     if shared.config.audit.is_some() {

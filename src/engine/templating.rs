@@ -1,6 +1,7 @@
-//! Pure: ESO's `target.template` (engine v2) over the fetched data — `templateFrom` literals
-//! (keys and values), then `data`, then the `metadata` labels and annotations, each a Go
-//! template over the fetched keys (`gotmpl`), in ESO's order and with its `mergePolicy`.
+//! Pure: ESO's `target.template` (engine v2) over the fetched data — `templateFrom` (literals,
+//! and ConfigMap / Secret keys the controller has read into the spec), then `data`, then the
+//! `metadata` labels and annotations, each a Go template over the fetched keys (`gotmpl`), in
+//! ESO's order and with its `mergePolicy`.
 
 use std::collections::BTreeMap;
 
@@ -17,11 +18,42 @@ pub enum Into {
     Annotations,
 }
 
+/// How a `templateFrom` text is used (ESO's `templateAs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The text renders the value of `key`.
+    Values { key: String },
+    /// The text renders to a YAML map of keys to values (a `literal` always is).
+    KeysAndValues,
+}
+
+/// Where a `templateFrom` text comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Text {
+    Inline(String),
+    /// A key of a ConfigMap or Secret in the object's namespace, not read yet.
+    ConfigMapKey {
+        name: String,
+        key: String,
+    },
+    SecretKey {
+        name: String,
+        key: String,
+    },
+}
+
+/// One `templateFrom` text, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateFrom {
+    pub into: Into,
+    pub scope: Scope,
+    pub text: Text,
+}
+
 /// What a template asks for, every text a Go template.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TemplateSpec {
-    /// `templateFrom[].literal`, in order: each renders to a YAML map of keys to values.
-    pub literals: Vec<(Into, String)>,
+    pub from: Vec<TemplateFrom>,
     pub data: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -59,16 +91,29 @@ pub fn apply(spec: &TemplateSpec, fetched: &BTreeMap<String, Vec<u8>>) -> Result
     if spec.merge {
         out.data = fetched.clone();
     }
-    for (i, (into, text)) in spec.literals.iter().enumerate() {
-        let what = format!("templateFrom[{i}].literal");
-        let rendered = render(&what, text)?;
-        let pairs = yaml_pairs(&rendered).ok_or_else(|| {
-            Error::Template(format!(
-                "template {what}: the rendered text is not a YAML map of scalars"
-            ))
-        })?;
+    for (i, from) in spec.from.iter().enumerate() {
+        let what = format!("templateFrom[{i}]");
+        let Text::Inline(text) = &from.text else {
+            // The controller reads ConfigMap and Secret texts before the engine runs.
+            return Err(Error::Template(format!(
+                "template {what}: its text was not read"
+            )));
+        };
+        let pairs = match &from.scope {
+            Scope::Values { key } => {
+                BTreeMap::from([(key.clone(), render(&format!("{what} key {key}"), text)?)])
+            }
+            Scope::KeysAndValues => {
+                let rendered = render(&what, text)?;
+                yaml_pairs(&rendered).ok_or_else(|| {
+                    Error::Template(format!(
+                        "template {what}: the rendered text is not a YAML map of scalars"
+                    ))
+                })?
+            }
+        };
         for (k, v) in pairs {
-            match into {
+            match from.into {
                 Into::Data => {
                     out.data.insert(k, v.into_bytes());
                 }
@@ -96,7 +141,7 @@ pub fn apply(spec: &TemplateSpec, fetched: &BTreeMap<String, Vec<u8>>) -> Result
         );
     }
     // No data template at all: the fetched data as it is (ESO's fallback).
-    if spec.data.is_empty() && spec.literals.is_empty() {
+    if spec.data.is_empty() && spec.from.is_empty() {
         out.data = fetched.clone();
     }
     Ok(out)
@@ -124,6 +169,14 @@ fn yaml_pairs(text: &str) -> Option<BTreeMap<String, String>> {
 mod tests {
     use super::*;
 
+    fn literal(into: Into, text: &str) -> TemplateFrom {
+        TemplateFrom {
+            into,
+            scope: Scope::KeysAndValues,
+            text: Text::Inline(text.into()),
+        }
+    }
+
     fn fetched() -> BTreeMap<String, Vec<u8>> {
         BTreeMap::from([
             ("user".to_string(), b"alice".to_vec()),
@@ -134,12 +187,17 @@ mod tests {
     #[test]
     fn esos_order_and_merge_policy() {
         let spec = TemplateSpec {
-            literals: vec![
-                (
+            from: vec![
+                literal(
                     Into::Data,
-                    "dsn: \"{{ .user }}:{{ .pass }}@db\"\nother: x\nport: 5432".into(),
+                    "dsn: \"{{ .user }}:{{ .pass }}@db\"\nother: x\nport: 5432",
                 ),
-                (Into::Labels, "team: \"{{ .user }}\"".into()),
+                literal(Into::Labels, "team: \"{{ .user }}\""),
+                TemplateFrom {
+                    into: Into::Annotations,
+                    scope: Scope::Values { key: "b".into() },
+                    text: Text::Inline("{{ .user | b64enc }}".into()),
+                },
             ],
             data: BTreeMap::from([("other".to_string(), "{{ .user | upper }}".to_string())]),
             annotations: BTreeMap::from([("a".to_string(), "{{ len .pass }}".to_string())]),
@@ -156,6 +214,7 @@ mod tests {
         assert_eq!(t.data["other"], b"ALICE", "data wins over templateFrom");
         assert_eq!(t.labels["team"], "alice");
         assert_eq!(t.annotations["a"], "6");
+        assert_eq!(t.annotations["b"], "YWxpY2U=");
 
         let merged = apply(
             &TemplateSpec {
@@ -185,7 +244,7 @@ mod tests {
         assert!(e.to_string().starts_with("template data.k: line 1:"), "{e}");
         assert!(!e.to_string().contains("s3cret"));
         let spec = TemplateSpec {
-            literals: vec![(Into::Data, "{{ .pass }}".into())],
+            from: vec![literal(Into::Data, "{{ .pass }}")],
             ..Default::default()
         };
         let e = apply(&spec, &fetched()).unwrap_err().to_string();

@@ -1,13 +1,14 @@
 //! Pure: ESO's `target.template` from the manifest (kept as free-form JSON in the CRD) into the
-//! engine's `TemplateSpec` and the Secret type. `engineVersion: v1` and `templateFrom` items
-//! that read a ConfigMap or Secret are named as unsupported.
+//! engine's `TemplateSpec` and the Secret type. `templateFrom` ConfigMap and Secret keys are
+//! left for the controller to read (in the object's namespace); `engineVersion: v1` and targets
+//! other than the Secret's data, labels and annotations are named as unsupported.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::templating::{Into, TemplateSpec};
+use crate::engine::templating::{Into, Scope, TemplateFrom as From, TemplateSpec, Text};
 use crate::error::Error;
 
 #[derive(Deserialize, Default)]
@@ -38,8 +39,22 @@ struct Metadata {
 struct TemplateFrom {
     literal: Option<String>,
     target: Option<String>,
-    config_map: Option<Value>,
-    secret: Option<Value>,
+    config_map: Option<Source>,
+    secret: Option<Source>,
+}
+
+#[derive(Deserialize)]
+struct Source {
+    name: String,
+    #[serde(default)]
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    key: String,
+    template_as: Option<String>,
 }
 
 fn unsupported(what: &str) -> Error {
@@ -71,19 +86,10 @@ pub fn template(v: &Value) -> Result<(TemplateSpec, Option<String>), Error> {
             )))
         }
     };
-    let mut literals = Vec::new();
-    for (i, from) in t.template_from.into_iter().enumerate() {
+    let mut from = Vec::new();
+    for (i, item) in t.template_from.into_iter().enumerate() {
         let here = format!("{at}.templateFrom[{i}]");
-        if from.config_map.is_some() {
-            return Err(unsupported(&format!("{here}.configMap")));
-        }
-        if from.secret.is_some() {
-            return Err(unsupported(&format!("{here}.secret")));
-        }
-        let Some(literal) = from.literal else {
-            continue;
-        };
-        let into = match from
+        let into = match item
             .target
             .as_deref()
             .unwrap_or("Data")
@@ -99,12 +105,42 @@ pub fn template(v: &Value) -> Result<(TemplateSpec, Option<String>), Error> {
                 )))
             }
         };
-        literals.push((into, literal));
+        for (source, is_secret) in [(item.config_map, false), (item.secret, true)] {
+            let Some(source) = source else { continue };
+            for it in source.items {
+                let scope = match it.template_as.as_deref().unwrap_or("Values") {
+                    "Values" | "" => Scope::Values {
+                        key: it.key.clone(),
+                    },
+                    "KeysAndValues" => Scope::KeysAndValues,
+                    other => {
+                        return Err(Error::InvalidSpec(format!(
+                            "{here}: templateAs {other:?} is not Values or KeysAndValues"
+                        )))
+                    }
+                };
+                let (name, key) = (source.name.clone(), it.key);
+                let text = if is_secret {
+                    Text::SecretKey { name, key }
+                } else {
+                    Text::ConfigMapKey { name, key }
+                };
+                from.push(From { into, scope, text });
+            }
+        }
+        // ESO's order within an item: ConfigMap, Secret, then the literal.
+        if let Some(literal) = item.literal {
+            from.push(From {
+                into,
+                scope: Scope::KeysAndValues,
+                text: Text::Inline(literal),
+            });
+        }
     }
     let type_ = t.type_.filter(|s| !s.is_empty());
     Ok((
         TemplateSpec {
-            literals,
+            from,
             data: t.data,
             labels: t.metadata.labels,
             annotations: t.metadata.annotations,

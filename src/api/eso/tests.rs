@@ -374,7 +374,7 @@ fn templates_translate_and_their_unserved_parts_are_named() {
     assert_eq!(spec.target.type_, "kubernetes.io/dockerconfigjson");
     let t = spec.target.template.unwrap();
     assert!(t.merge && t.data.contains_key(".dockerconfigjson") && t.labels.contains_key("l"));
-    assert_eq!(t.literals.len(), 1);
+    assert_eq!(t.from.len(), 1);
     for (template, named) in [
         (json!({"engineVersion": "v1"}), "engineVersion=v1"),
         (
