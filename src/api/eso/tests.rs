@@ -375,12 +375,36 @@ fn templates_translate_and_their_unserved_parts_are_named() {
     let t = spec.target.template.unwrap();
     assert!(t.merge && t.data.contains_key(".dockerconfigjson") && t.labels.contains_key("l"));
     assert_eq!(t.from.len(), 1);
+    // ConfigMap and Secret items are left for the controller to read, in ESO's order.
+    let spec = with(json!({"templateFrom": [{"literal": "a: b",
+        "configMap": {"name": "c", "items": [{"key": "k", "templateAs": "KeysAndValues"}]},
+        "secret": {"name": "s", "items": [{"key": "t"}]}}]}))
+    .unwrap();
+    let texts: Vec<_> = spec
+        .target
+        .template
+        .unwrap()
+        .from
+        .into_iter()
+        .map(|f| f.text)
+        .collect();
+    use crate::engine::templating::Text;
+    assert_eq!(
+        texts,
+        [
+            Text::ConfigMapKey {
+                name: "c".into(),
+                key: "k".into()
+            },
+            Text::SecretKey {
+                name: "s".into(),
+                key: "t".into()
+            },
+            Text::Inline("a: b".into()),
+        ]
+    );
     for (template, named) in [
         (json!({"engineVersion": "v1"}), "engineVersion=v1"),
-        (
-            json!({"templateFrom": [{"configMap": {"name": "c"}}]}),
-            "templateFrom[0].configMap",
-        ),
         (
             json!({"templateFrom": [{"literal": "x", "target": "spec.x"}]}),
             "templateFrom[0].target",
