@@ -1,5 +1,7 @@
 #![forbid(unsafe_code)]
 
+use clap::{CommandFactory, Parser};
+use vault_external_secrets::cli::{self, Cli, Command};
 use vault_external_secrets::{config::Config, controller, logging};
 
 // mimalloc returns memory to the OS far better than glibc's per-thread arenas (and is much
@@ -11,8 +13,28 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let pino = logging::Pino::from_lookup(|k| std::env::var(k).ok());
-    logging::init(&config.log_level, &config.log_message_key, pino)?;
-    controller::run(config).await
+    let cli = Cli::parse();
+    // As a kubectl plugin (`kubectl-vault_external_secrets`) it never starts the controller.
+    let plugin = std::env::args().next().is_some_and(|a| {
+        a.rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .starts_with("kubectl-")
+    });
+    match cli.command {
+        None if plugin => {
+            Cli::command().print_help()?;
+            Ok(())
+        }
+        None | Some(Command::Controller) => {
+            let config = Config::from_env()?;
+            let pino = logging::Pino::from_lookup(|k| std::env::var(k).ok());
+            logging::init(&config.log_level, &config.log_message_key, pino)?;
+            controller::run(config).await
+        }
+        Some(command) => {
+            let code = cli::run(command).await?;
+            std::process::exit(code)
+        }
+    }
 }

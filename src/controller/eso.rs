@@ -228,7 +228,7 @@ impl FrontEnd for ExternalSecret {
 }
 
 /// The poll the spec asks for: `refreshPolicy` and `refreshInterval` (Go duration, default 1h).
-fn refresh(es: &ExternalSecret) -> Result<Poll, Error> {
+pub(crate) fn refresh(es: &ExternalSecret) -> Result<Poll, Error> {
     match es.spec.refresh_policy.as_deref().unwrap_or("Periodic") {
         "Periodic" | "" => {}
         "OnChange" | "CreatedOnce" => return Ok(Poll::Never),

@@ -6,7 +6,7 @@
 
 mod audit_listener;
 mod credentials;
-mod eso;
+pub(crate) mod eso;
 mod eso_stores;
 mod front_end;
 mod gate;
@@ -22,7 +22,7 @@ pub mod rollout_outcomes;
 mod run;
 pub mod schedule;
 mod secret_index;
-mod template_sources;
+pub mod template_sources;
 mod triggers;
 mod watches;
 mod write_loop;
@@ -32,7 +32,8 @@ mod fixtures;
 
 pub use front_end::{Due, FrontEnd, Poll};
 pub use reconcile::{error_policy, reconcile};
-pub use run::{kube_client, run};
+pub use run::{kube_client, run, vault_stack};
+pub use template_sources::TemplateSources;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

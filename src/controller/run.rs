@@ -48,7 +48,7 @@ pub async fn kube_client() -> anyhow::Result<Client> {
 }
 
 /// The Vault stack: HTTP (retries, breaker), the token cache, the coalescing KV reader.
-fn vault_stack(
+pub fn vault_stack(
     config: &Config,
     client: &Client,
     metrics: Arc<Metrics>,

@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use regex::RegexBuilder;
 use serde_json::Value;
 
 use super::keys::KeyRules;
@@ -63,10 +62,7 @@ async fn found(kv: &KvReader, f: &Find) -> Result<Vec<Source>, Error> {
     let names = list_all(kv, f).await?;
     let mut names = match &f.name_regexp {
         Some(re) => {
-            let re = RegexBuilder::new(re)
-                .size_limit(256 * 1024)
-                .build()
-                .map_err(|e| invalid(format!("name.regexp: {e}")))?;
+            let re = super::keys::regex(re).map_err(|e| invalid(format!("name.regexp: {e}")))?;
             names.into_iter().filter(|n| re.is_match(n)).collect()
         }
         None => names,

@@ -37,24 +37,30 @@ impl KeyRules {
         self.rewrite.is_empty() && !self.convert
     }
 
+    /// The errors the rules have whatever the keys (a pattern that does not compile, a
+    /// template that does not parse).
+    pub fn check(&self) -> Result<(), String> {
+        for (i, r) in self.rewrite.iter().enumerate() {
+            if let Compiled::Transform(template) = compile(i, r)? {
+                gotmpl::check(template, &gotmpl::Limits::default())
+                    .map_err(|e| format!("rewrite[{i}].transform.template: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Renames `entries` (in their order; when two land on one key, the later wins, as the
     /// later write does in ESO's map). An empty key is dropped, as ESO does; an invalid one is
     /// an error naming it.
     pub fn apply<V>(&self, entries: Vec<(String, V)>) -> Result<BTreeMap<String, V>, String> {
         let mut entries = entries;
         for (i, r) in self.rewrite.iter().enumerate() {
-            entries = match r {
-                Rewrite::Regexp { source, target } => {
-                    let re = RegexBuilder::new(source)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                        .map_err(|e| format!("rewrite[{i}].regexp.source: {e}"))?;
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (re.replace_all(&k, target.as_str()).into_owned(), v))
-                        .collect()
-                }
-                Rewrite::Transform { template } => entries
+            entries = match compile(i, r)? {
+                Compiled::Regexp(re, target) => entries
+                    .into_iter()
+                    .map(|(k, v)| (re.replace_all(&k, target).into_owned(), v))
+                    .collect(),
+                Compiled::Transform(template) => entries
                     .into_iter()
                     .map(|(k, v)| {
                         let dot = serde_json::json!({ "value": k });
@@ -86,6 +92,28 @@ impl KeyRules {
         }
         Ok(out)
     }
+}
+
+enum Compiled<'a> {
+    Regexp(regex::Regex, &'a str),
+    Transform(&'a str),
+}
+
+fn compile(i: usize, r: &Rewrite) -> Result<Compiled<'_>, String> {
+    Ok(match r {
+        Rewrite::Regexp { source, target } => Compiled::Regexp(
+            regex(source).map_err(|e| format!("rewrite[{i}].regexp.source: {e}"))?,
+            target,
+        ),
+        Rewrite::Transform { template } => Compiled::Transform(template),
+    })
+}
+
+/// A tenant's pattern, within the size every pattern gets.
+pub fn regex(source: &str) -> Result<regex::Regex, regex::Error> {
+    RegexBuilder::new(source)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
 }
 
 fn convert(key: &str) -> String {

@@ -49,16 +49,24 @@ impl Error {
     }
 }
 
-/// Renders `text` over `data` (`.`), within `limits`.
-pub fn render(text: &str, data: &Value, limits: &Limits) -> Result<String, Error> {
+/// Parses `text` without running it: the errors a template has whatever its data.
+pub fn check(text: &str, limits: &Limits) -> Result<(), Error> {
+    parsed(text, limits).map(|_| ())
+}
+
+fn parsed(text: &str, limits: &Limits) -> Result<Vec<parse::Node>, Error> {
     if text.len() > limits.template {
         return Err(Error::at(
             0,
             format!("the template is larger than {} bytes", limits.template),
         ));
     }
-    let nodes = parse::parse(text)?;
-    exec::Exec::run(&nodes, data, limits)
+    parse::parse(text)
+}
+
+/// Renders `text` over `data` (`.`), within `limits`.
+pub fn render(text: &str, data: &Value, limits: &Limits) -> Result<String, Error> {
+    exec::Exec::run(&parsed(text, limits)?, data, limits)
 }
 
 #[cfg(test)]
