@@ -12,7 +12,9 @@ use super::manifests::{load, Doc};
 use super::Output;
 use crate::api::eso::crd::ExternalSecret as EsoSecret;
 use crate::api::eso::store::StoreSpec;
-use crate::api::eso::translate::{translate as eso_translate, Settings, StoreKind, StoreView};
+use crate::api::eso::translate::{
+    store_kind, store_name, translate as eso_translate, Settings, StoreKind, StoreView,
+};
 use crate::api::kes::crd::ExternalSecret as KesSecret;
 use crate::api::kes::{translate as kes_translate, Defaults};
 use crate::config::Config;
@@ -102,10 +104,7 @@ fn check_doc(
         ("kubernetes-client.io/v1", "ExternalSecret") => {
             let es: KesSecret = serde_json::from_value(with_uid(&doc.value))
                 .map_err(|e| format!("does not decode: {e}"))?;
-            let defaults = Defaults {
-                mount_point: config.default_mount_point.clone(),
-                role: config.default_role.clone(),
-            };
+            let defaults = Defaults::from_config(config);
             kes_translate(&es, &defaults).map_err(|e| format!("{}: {e}", e.reason()))?
         }
         (v, "ExternalSecret") if v.starts_with("external-secrets.io/") => {
@@ -130,12 +129,8 @@ fn eso_spec(
     stores: &BTreeMap<(String, String, String), StoreSpec>,
     config: &Config,
 ) -> Result<SyncSpec, String> {
-    let store_ref = es.spec.secret_store_ref.clone().unwrap_or_default();
-    let kind = match store_ref.kind.as_deref().unwrap_or("SecretStore") {
-        "ClusterSecretStore" => StoreKind::ClusterSecretStore,
-        _ => StoreKind::SecretStore,
-    };
-    let name = store_ref.name.unwrap_or_default();
+    let kind = store_kind(es).map_err(|e| format!("{}: {e}", e.reason()))?;
+    let name = store_name(es).unwrap_or_default().to_string();
     let key_ns = match kind {
         StoreKind::SecretStore => ns.to_string(),
         StoreKind::ClusterSecretStore => String::new(),

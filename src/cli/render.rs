@@ -14,7 +14,9 @@ use super::manifests::{load, Doc};
 use super::Output;
 use crate::api::eso::crd::ExternalSecret as EsoSecret;
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec};
-use crate::api::eso::translate::{translate as eso_translate, Settings, StoreKind, StoreView};
+use crate::api::eso::translate::{
+    store_kind, store_name, translate as eso_translate, Settings, StoreKind, StoreView,
+};
 use crate::api::kes::crd::ExternalSecret as KesSecret;
 use crate::api::kes::{translate as kes_translate, Defaults};
 use crate::config::Config;
@@ -76,19 +78,12 @@ async fn spec(
     let invalid = |e: serde_json::Error| Error::InvalidSpec(format!("does not decode: {e}"));
     if doc.api_version() == "kubernetes-client.io/v1" {
         let es: KesSecret = serde_json::from_value(v).map_err(invalid)?;
-        let defaults = Defaults {
-            mount_point: config.default_mount_point.clone(),
-            role: config.default_role.clone(),
-        };
+        let defaults = Defaults::from_config(config);
         return kes_translate(&es, &defaults);
     }
     let es: EsoSecret = serde_json::from_value(v).map_err(invalid)?;
-    let store_ref = es.spec.secret_store_ref.clone().unwrap_or_default();
-    let kind = match store_ref.kind.as_deref().unwrap_or("SecretStore") {
-        "ClusterSecretStore" => StoreKind::ClusterSecretStore,
-        _ => StoreKind::SecretStore,
-    };
-    let name = store_ref.name.unwrap_or_default();
+    let kind = store_kind(&es)?;
+    let name = store_name(&es).unwrap_or_default().to_string();
     let ns = doc.namespace();
     // The store from the file, else from the cluster.
     let from_file = docs.iter().find(|d| {

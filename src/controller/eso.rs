@@ -18,7 +18,9 @@ use crate::api::eso::path::go_duration;
 use crate::api::eso::status::{self, Outcome};
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec};
 use crate::api::eso::stores::{namespace_allowed, serves};
-use crate::api::eso::translate::{translate, Settings, StoreKind, StoreView, LAST_APPLIED};
+use crate::api::eso::translate::{
+    store_kind, store_name, translate, Settings, StoreKind, StoreView, LAST_APPLIED,
+};
 use crate::api::eso::{MANAGED_LABEL, MANAGED_VALUE};
 use crate::engine::eso_values::object_hash;
 use crate::engine::{SyncSpec, Write};
@@ -40,30 +42,6 @@ impl Found {
             Found::Cluster(s) => &s.spec.common,
         }
     }
-}
-
-fn store_kind(es: &ExternalSecret) -> Result<StoreKind, Error> {
-    match es
-        .spec
-        .secret_store_ref
-        .as_ref()
-        .and_then(|r| r.kind.as_deref())
-        .unwrap_or("SecretStore")
-    {
-        "SecretStore" | "" => Ok(StoreKind::SecretStore),
-        "ClusterSecretStore" => Ok(StoreKind::ClusterSecretStore),
-        other => Err(Error::InvalidSpec(format!(
-            "spec.secretStoreRef.kind {other:?} is not SecretStore or ClusterSecretStore"
-        ))),
-    }
-}
-
-fn store_name(es: &ExternalSecret) -> Option<&str> {
-    es.spec
-        .secret_store_ref
-        .as_ref()
-        .and_then(|r| r.name.as_deref())
-        .filter(|n| !n.is_empty())
 }
 
 fn find_store(es: &ExternalSecret, shared: &Shared) -> Result<Option<Found>, Error> {

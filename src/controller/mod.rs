@@ -91,10 +91,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Self {
-        let defaults = Defaults {
-            mount_point: config.default_mount_point.clone(),
-            role: config.default_role.clone(),
-        };
+        let defaults = Defaults::from_config(&config);
         Shared {
             gate: Gate::new(usize::from(config.sync_concurrency), metrics.clone()),
             warnings: Recorder::new(client.clone(), reporter.clone()),

@@ -280,12 +280,7 @@ impl Restarter {
             Err(kube::Error::Api(s)) if s.code == 403 => Some(Failure::Forbidden),
             Err(_) => Some(Failure::Error),
         };
-        let outcome = match failure {
-            None => "restarted",
-            Some(Failure::NotFound) => "not_found",
-            Some(Failure::Forbidden) => "forbidden",
-            Some(Failure::Error) => "error",
-        };
+        let outcome = failure.map_or("restarted", Failure::label);
         self.metrics
             .rollout_restarts
             .with_label_values(&[w.kind.as_str(), outcome])

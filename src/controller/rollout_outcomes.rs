@@ -15,6 +15,15 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The `outcome` label of the restarts metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::NotFound => "not_found",
+            Failure::Forbidden => "forbidden",
+            Failure::Error => "error",
+        }
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Failure::NotFound => "TargetNotFound",

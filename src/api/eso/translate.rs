@@ -40,6 +40,32 @@ pub struct StoreView<'a> {
     pub spec: &'a StoreSpec,
 }
 
+/// The kind of store an ExternalSecret names (`SecretStore` by default).
+pub fn store_kind(es: &ExternalSecret) -> Result<StoreKind, Error> {
+    match es
+        .spec
+        .secret_store_ref
+        .as_ref()
+        .and_then(|r| r.kind.as_deref())
+        .unwrap_or("SecretStore")
+    {
+        "SecretStore" | "" => Ok(StoreKind::SecretStore),
+        "ClusterSecretStore" => Ok(StoreKind::ClusterSecretStore),
+        other => Err(Error::InvalidSpec(format!(
+            "spec.secretStoreRef.kind {other:?} is not SecretStore or ClusterSecretStore"
+        ))),
+    }
+}
+
+/// The name of the store an ExternalSecret names, if any.
+pub fn store_name(es: &ExternalSecret) -> Option<&str> {
+    es.spec
+        .secret_store_ref
+        .as_ref()
+        .and_then(|r| r.name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
 /// Controller settings translation depends on.
 pub struct Settings<'a> {
     /// `VAULT_ADDR`: a store on this server, with no namespace, CA or headers of its own,

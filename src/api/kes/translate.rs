@@ -22,6 +22,16 @@ pub struct Defaults {
     pub role: Option<String>,
 }
 
+impl Defaults {
+    /// The controller's (`DEFAULT_VAULT_MOUNT_POINT`, `DEFAULT_VAULT_ROLE`).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Defaults {
+            mount_point: config.default_mount_point.clone(),
+            role: config.default_role.clone(),
+        }
+    }
+}
+
 pub fn translate(es: &ExternalSecret, defaults: &Defaults) -> Result<SyncSpec, Error> {
     let spec = &es.spec;
     let backend = es.backend();
