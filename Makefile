@@ -1,6 +1,6 @@
 # vault-external-secrets — the README's two commands are `make demo` and `make test`.
 SHELL := /bin/bash
-.PHONY: build lint unit e2e test demo up down crds static dockerlint bench bench-check
+.PHONY: build lint unit e2e test demo up down crds static dockerlint bench bench-check alerts image
 
 build:
 	cargo build --bins
@@ -16,6 +16,10 @@ unit:
 # The e2e suite on a real kube-apiserver + etcd + kube-controller-manager + OpenBao.
 e2e: build
 	bash e2e/run.sh
+
+# The chart's alerts: promtool check rules + promtool test rules (tests/alerts/).
+alerts:
+	bash e2e/alert-tests.sh
 
 # The Dockerfile's build stage command, and a static/size check of its result (no Docker engine here).
 static:
@@ -33,7 +37,7 @@ bench:
 bench-check:
 	bash e2e/bench.sh check
 
-test: lint unit e2e bench-check dockerlint static
+test: lint unit alerts e2e bench-check dockerlint static
 
 demo:
 	bash e2e/demo.sh

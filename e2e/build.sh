@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the e2e tools from the Go module proxy: etcd, kube-apiserver, kube-controller-manager
-# and kubectl of one Kubernetes release (e2e/testenv), and helm (e2e/helm). Cached outside the
-# clone under ~/.cache/vault-external-secrets/{k8s,helm}-<hash of go.mod/go.sum>/, rebuilt only
-# when those change. Prints the control-plane directory on stdout (helm is linked into it);
+# and kubectl of one Kubernetes release (e2e/testenv), helm (e2e/helm), Prometheus and promtool
+# (e2e/prometheus) and crane (e2e/crane). Cached outside the clone under
+# ~/.cache/vault-external-secrets/<name>-<hash of go.mod/go.sum>/, rebuilt only when those
+# change. Prints the control-plane directory on stdout (the other tools are linked into it);
 # progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,19 +29,41 @@ bins=(etcd kube-apiserver kube-controller-manager kubectl)
 ok=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || ok=0; done
 
-helm_key=$(cat "$here/helm/go.mod" "$here/helm/go.sum" | sha256sum | cut -c1-16)
-helm_out="$cache/helm-$helm_key"
-if [ ! -x "$helm_out/helm" ]; then
-  echo ">> building helm ($(grep -m1 'helm.sh/helm/v3 v' "$here/helm/go.mod" | awk '{print $NF}')) into $helm_out" >&2
-  rm -rf "$helm_out.tmp" && mkdir -p "$helm_out.tmp"
-  tick_start
-  (cd "$here/helm" && go build -trimpath -o "$helm_out.tmp/" helm.sh/helm/v3/cmd/helm) >&2
-  tick_stop
-  rm -rf "$helm_out" && mv "$helm_out.tmp" "$helm_out"
-fi
+# tool NAME MODULE_DIR [go build flags] PACKAGE...: builds a Go tool pinned by e2e/MODULE_DIR
+# into $cache/NAME-<hash of its go.mod/go.sum>/ once, and links what it built into the
+# control-plane directory.
+tools=()
+tool() {
+  local name=$1 dir=$here/$2 key tout
+  shift 2
+  key=$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-16)
+  tout="$cache/$name-$key"
+  if [ ! -f "$tout/.done" ]; then
+    echo ">> building $name ($(grep -m1 -E '^require [^ ]+ v' "$dir/go.mod" | awk '{print $NF}')) into $tout" >&2
+    rm -rf "$tout.tmp" && mkdir -p "$tout.tmp"
+    tick_start
+    (cd "$dir" && go build -trimpath -o "$tout.tmp/" "$@") >&2
+    tick_stop
+    touch "$tout.tmp/.done"
+    rm -rf "$tout" && mv "$tout.tmp" "$tout"
+  fi
+  tools+=("$tout")
+}
+link_tools() {
+  local t f
+  for t in "${tools[@]}"; do
+    for f in "$t"/*; do ln -sf "$f" "$out/$(basename "$f")"; done
+  done
+}
+tool helm helm helm.sh/helm/v3/cmd/helm
+# Service discoveries left out (remove_all_sd): the e2e Prometheus scrapes static targets only,
+# and the cold build takes half the time.
+tool prometheus prometheus -tags remove_all_sd \
+  github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+tool crane crane github.com/google/go-containerregistry/cmd/crane
 
 if [ "$ok" = 1 ]; then
-  ln -sf "$helm_out/helm" "$out/helm"
+  link_tools
   echo "$out"
   exit 0
 fi
@@ -60,6 +83,6 @@ tick_start
 tick_stop
 rm -rf "$out"
 mv "$out.tmp" "$out"
-ln -sf "$helm_out/helm" "$out/helm"
+link_tools
 echo ">> control plane built in $(( $(date +%s) - start ))s" >&2
 echo "$out"

@@ -134,6 +134,25 @@ KCFG
 bash "$root/e2e/openbao.sh" "$BAO_PORT"
 BAO_ADDR=http://127.0.0.1:$BAO_PORT
 
+# Prometheus scrapes one controller on a port kept for it (tests/e2e_prometheus.rs starts that
+# controller) every second, and evaluates the chart's alerts with short `for` durations.
+PROM_PORT=$(free_port); PROM_TARGET_PORT=$(free_port)
+echo ">> prometheus on 127.0.0.1:$PROM_PORT, scraping 127.0.0.1:$PROM_TARGET_PORT"
+mkdir -p "$E2E_DIR/prometheus"
+bash "$root/e2e/alert-rules.sh" "$E2E_DIR/prometheus/alerts.rules.yaml" \
+  --set prometheusRule.for.syncFailing=5s --set prometheusRule.for.noSuccessfulSync=30s
+cat > "$E2E_DIR/prometheus/prometheus.yml" <<PROM
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [alerts.rules.yaml]
+scrape_configs:
+  - job_name: vault-external-secrets
+    static_configs: [{targets: ["127.0.0.1:$PROM_TARGET_PORT"]}]
+PROM
+start prometheus "$bin/prometheus" --config.file="$E2E_DIR/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$E2E_DIR/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+  --log.level=warn
+wait_for 60 prometheus curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+
 cat > "$E2E_DIR/env" <<ENV
 # source this file to use the e2e world by hand
 export E2E_DIR=$E2E_DIR
@@ -150,5 +169,7 @@ export BAO_BIN=$bao
 export BAO_AUDIT_LOG=$E2E_DIR/logs/openbao-audit.log
 export AUDIT_EVENTS_ADDR=$(cat "$E2E_DIR/audit-events.addr")
 export APISERVER_AUDIT_LOG=$E2E_DIR/logs/apiserver-audit.log
+export PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
+export PROMETHEUS_TARGET_PORT=$PROM_TARGET_PORT
 ENV
 echo ">> up: source $E2E_DIR/env"

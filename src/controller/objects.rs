@@ -13,6 +13,10 @@ use crate::metrics::Metrics;
 /// How often the same warning may be published again while it persists.
 pub const WARNING_REPEAT: Duration = Duration::from_secs(300);
 
+/// Poll intervals without a confirmed sync after which an object counts as overdue (the
+/// `vault_external_secrets_externalsecrets_overdue` gauge and its alert).
+const OVERDUE_INTERVALS: u32 = 3;
+
 #[derive(Default)]
 struct State {
     /// `metadata.generation` at the last sync attempt: a different one means the spec changed.
@@ -28,6 +32,10 @@ struct State {
     restores: Restores,
     /// A change event for a secret it reads arrived then, not yet synced.
     changed_at: Option<Instant>,
+    /// Since when it waits to be confirmed in sync: its last success, else its first attempt.
+    waiting_since: Option<Instant>,
+    /// Overdue once it has waited this long (three poll intervals); `None`: never polled.
+    overdue_after: Option<Duration>,
 }
 
 pub struct Objects {
@@ -48,9 +56,25 @@ impl Objects {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A sync of generation `generation` starts.
-    pub fn begin(&self, uid: &str, generation: Option<i64>) {
-        self.map().entry(uid.to_string()).or_default().generation = generation;
+    /// A sync of generation `generation` starts; `poll` is the object's poll interval (`None`:
+    /// not polled, so never overdue).
+    pub fn begin(&self, uid: &str, generation: Option<i64>, poll: Option<Duration>, now: Instant) {
+        let mut map = self.map();
+        let st = map.entry(uid.to_string()).or_default();
+        st.generation = generation;
+        st.waiting_since.get_or_insert(now);
+        st.overdue_after = poll.map(|p| p.saturating_mul(OVERDUE_INTERVALS));
+    }
+
+    /// How many objects have not been confirmed in sync for longer than three poll intervals.
+    pub fn overdue(&self, now: Instant) -> usize {
+        self.map()
+            .values()
+            .filter(|st| match (st.waiting_since, st.overdue_after) {
+                (Some(since), Some(after)) => now.saturating_duration_since(since) > after,
+                _ => false,
+            })
+            .count()
     }
 
     /// Whether a watch event can need a sync: never attempted by this process (new, or a new
@@ -81,12 +105,14 @@ impl Objects {
         self.map().get_mut(uid).and_then(|st| st.changed_at.take())
     }
 
-    /// The sync succeeded: failures and the last warning are forgotten.
-    pub fn succeeded(&self, uid: &str) {
+    /// The sync succeeded (the Secret is confirmed in sync): failures and the last warning are
+    /// forgotten.
+    pub fn succeeded(&self, uid: &str, now: Instant) {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
         st.failures = 0;
         st.last_warning = None;
+        st.waiting_since = Some(now);
     }
 
     /// The sync failed; returns the number of failures in a row.
@@ -184,7 +210,7 @@ mod tests {
         let o = objects();
         assert!(o.needs_sync("u", Some(1)), "never attempted");
         assert!(o.needs_sync("u", None), "never attempted, no generation");
-        o.begin("u", Some(3));
+        o.begin("u", Some(3), None, Instant::now());
         assert!(!o.needs_sync("u", Some(3)), "status patch or label edit");
         assert!(o.needs_sync("u", Some(4)), "spec edited");
     }
@@ -195,8 +221,36 @@ mod tests {
         assert_eq!(o.failed("u"), 1);
         assert_eq!(o.failed("u"), 2);
         assert!(o.failing().contains("u"));
-        o.succeeded("u");
+        o.succeeded("u", Instant::now());
         assert!(o.failing().is_empty());
+    }
+
+    #[test]
+    fn overdue_after_three_intervals_without_a_confirmed_sync() {
+        let o = objects();
+        let t = Instant::now();
+        let poll = Some(Duration::from_secs(10));
+        o.begin("never-synced", Some(1), poll, t);
+        o.begin("synced", Some(1), poll, t);
+        o.begin("not-polled", Some(1), None, t);
+        o.succeeded("synced", t + Duration::from_secs(25));
+        assert_eq!(
+            o.overdue(t + Duration::from_secs(30)),
+            0,
+            "exactly 3 intervals"
+        );
+        assert_eq!(o.overdue(t + Duration::from_secs(31)), 1, "never-synced");
+        // A failing retry does not reset the wait; only a success does.
+        o.begin("never-synced", Some(1), poll, t + Duration::from_secs(40));
+        o.failed("never-synced");
+        assert_eq!(o.overdue(t + Duration::from_secs(56)), 2, "both now");
+        o.succeeded("never-synced", t + Duration::from_secs(56));
+        assert_eq!(o.overdue(t + Duration::from_secs(56)), 1);
+        assert_eq!(
+            o.overdue(t + Duration::from_secs(3600)),
+            2,
+            "not-polled never counts"
+        );
     }
 
     #[test]
@@ -207,7 +261,7 @@ mod tests {
         assert!(!o.warning_due("u", "boom", t + Duration::from_secs(10)));
         assert!(o.warning_due("u", "other", t + Duration::from_secs(11)));
         assert!(o.warning_due("u", "other", t + Duration::from_secs(11) + WARNING_REPEAT));
-        o.succeeded("u");
+        o.succeeded("u", Instant::now());
         assert!(
             o.warning_due("u", "other", t + Duration::from_secs(12)),
             "after a success"

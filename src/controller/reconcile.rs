@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::front_end::{Due, FrontEnd, Poll};
 use super::gate::Lane;
 use super::{report, schedule, write_loop, Context, Shared};
+use crate::config::Config;
 use crate::engine::write::{self, Write, MANAGER};
 use crate::engine::{fetch_and_render, find, plan, DesiredSecret};
 use crate::error::Error;
@@ -47,7 +48,12 @@ pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Act
         Lane::Periodic
     };
     let _slot = shared.gate.acquire(lane).await;
-    shared.objects.begin(&uid, es.meta().generation);
+    shared.objects.begin(
+        &uid,
+        es.meta().generation,
+        poll_interval(es.poll(shared), &shared.config),
+        Instant::now(),
+    );
     let span = tracing::info_span!("sync", api = K::API, namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
     // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
     // `run::STARTED_SYNCS` of them wait at the gate at once).
@@ -104,12 +110,9 @@ async fn sync_and_report<K: FrontEnd>(
     )
     .await;
     let (_, phase, _) = result?;
-    shared.objects.succeeded(&uid);
-    let interval = match es.poll(shared) {
-        _ if shared.config.disable_polling => return Ok(Action::await_change()),
-        Poll::Never => return Ok(Action::await_change()),
-        Poll::Controller => shared.config.poll_interval,
-        Poll::Every(d) => d,
+    shared.objects.succeeded(&uid, Instant::now());
+    let Some(interval) = poll_interval(es.poll(shared), &shared.config) else {
+        return Ok(Action::await_change());
     };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,6 +121,16 @@ async fn sync_and_report<K: FrontEnd>(
     Ok(Action::requeue(schedule::next_poll(
         phase, interval, now_ms,
     )))
+}
+
+/// The object's poll interval, `None` when it is not polled.
+fn poll_interval(poll: Poll, config: &Config) -> Option<Duration> {
+    match poll {
+        _ if config.disable_polling => None,
+        Poll::Never => None,
+        Poll::Controller => Some(config.poll_interval),
+        Poll::Every(d) => Some(d),
+    }
 }
 
 pub fn error_policy<K: FrontEnd>(es: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {

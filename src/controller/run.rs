@@ -29,6 +29,8 @@ use crate::vault::{KvReader, TokenCache, VaultHttp};
 
 /// How long in-flight syncs may take to finish after SIGTERM before we stop waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often the overdue gauge is recounted.
+const OVERDUE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long one Vault read answers other syncs of the same path. Short, so a change in Vault
 /// reaches the Secret within one poll interval plus this; phase-aligned polling makes objects
@@ -271,6 +273,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             audit,
         ));
     }
+    tokio::spawn(overdue_loop(shared.clone()));
     tokio::spawn(prune_loop(
         shared.clone(),
         scopes.retrigger.clone(),
@@ -288,6 +291,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     }
     health.alive.store(false, Ordering::Relaxed);
     health.ready.store(false, Ordering::Relaxed);
+    shared.metrics.controller_ready.set(0);
     if !*shutdown.borrow() {
         anyhow::bail!("controller loop ended without a shutdown request");
     }
@@ -324,6 +328,7 @@ async fn mark_ready(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     health.ready.store(true, Ordering::Relaxed);
+    shared.metrics.controller_ready.set(1);
     tracing::info!("initial watch lists complete: ready");
 }
 
@@ -341,6 +346,19 @@ async fn prune_loop(shared: Arc<Shared>, objects: Arc<Retrigger>, every: Duratio
         shared.readers.retain(&live);
         shared.restarter.retain(&live);
         shared.objects.prune(&live, &live_names);
+    }
+}
+
+/// Keeps the overdue gauge current (objects not confirmed in sync for three poll intervals).
+async fn overdue_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(OVERDUE_EVERY);
+    loop {
+        tick.tick().await;
+        let overdue = shared.objects.overdue(std::time::Instant::now());
+        shared
+            .metrics
+            .overdue
+            .set(i64::try_from(overdue).unwrap_or(i64::MAX));
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub syncs_in_flight: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub leader: IntGauge,
+    /// 1 once every initial watch list has been seen (what `/readyz` answers), else 0.
+    pub controller_ready: IntGauge,
+    /// ExternalSecrets not confirmed in sync for more than three of their poll intervals.
+    pub overdue: IntGauge,
 }
 
 impl Metrics {
@@ -96,6 +100,14 @@ impl Metrics {
             "vault_external_secrets_leader",
             "1 while this replica is the leader (or leader election is off), else 0",
         )?;
+        let controller_ready = IntGauge::new(
+            "vault_external_secrets_ready",
+            "1 once every initial watch list has been seen (what /readyz answers), else 0",
+        )?;
+        let overdue = IntGauge::new(
+            "vault_external_secrets_externalsecrets_overdue",
+            "ExternalSecrets not confirmed in sync for more than three of their poll intervals (failing, queued, or never synced)",
+        )?;
         let provider_calls = IntCounterVec::new(
             Opts::new(
                 "externalsecret_provider_api_calls_count",
@@ -134,6 +146,8 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(controller_ready.clone()))?;
+        registry.register(Box::new(overdue.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
@@ -159,6 +173,8 @@ impl Metrics {
             syncs_in_flight,
             queue_depth,
             leader,
+            controller_ready,
+            overdue,
         })
     }
 

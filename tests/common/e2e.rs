@@ -20,7 +20,7 @@ pub struct World {
     http: reqwest::Client,
 }
 
-fn env(name: &str) -> String {
+pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the e2e suite with `make e2e` (it starts the control plane and sources target/e2e/env)")
     })
@@ -283,7 +283,16 @@ pub struct Controller {
 
 impl Controller {
     pub fn start(world: &World, name: &str, extra_env: &[(&str, &str)]) -> Controller {
-        let port = free_port();
+        Controller::start_on(world, name, free_port(), extra_env)
+    }
+
+    /// `start` with its metrics on `port` (the one the e2e Prometheus scrapes).
+    pub fn start_on(
+        world: &World,
+        name: &str,
+        port: u16,
+        extra_env: &[(&str, &str)],
+    ) -> Controller {
         let log = world
             .dir
             .join("logs")

@@ -59,3 +59,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "ves.metricsPort" -}}
 {{- default 3001 .Values.env.METRICS_PORT -}}
 {{- end -}}
+
+{{/* The label matchers that select this controller's series in alerts. */}}
+{{- define "ves.alertSelector" -}}
+{{- default (printf "job=%q" (include "ves.fullname" .)) .Values.prometheusRule.selector -}}
+{{- end -}}
