@@ -21,6 +21,10 @@ e2e: build
 alerts:
 	bash e2e/alert-tests.sh
 
+# The Dockerfile's image without a Docker engine (crane): target/image/vault-external-secrets.tar.
+image:
+	bash e2e/image.sh
+
 # The Dockerfile's build stage command, and a static/size check of its result (no Docker engine here).
 static:
 	bash e2e/check-static.sh
@@ -37,7 +41,7 @@ bench:
 bench-check:
 	bash e2e/bench.sh check
 
-test: lint unit alerts e2e bench-check dockerlint static
+test: lint unit alerts image e2e bench-check dockerlint static
 
 demo:
 	bash e2e/demo.sh

@@ -2,9 +2,12 @@
 # `make static`: the Dockerfile's build command, then checks that the binary is fully static
 # (so it runs in a FROM scratch image) and small enough for an image under 25 MB.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
 cd "$root"
-cargo build --release --locked --target x86_64-unknown-linux-musl --bin vault-external-secrets
+build_cmd=$(dockerfile_build_cmd)
+[ -n "$build_cmd" ] || { echo "no RUN cargo build in the Dockerfile" >&2; exit 1; }
+echo ">> $build_cmd"
+eval "$build_cmd"
 bin="${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-musl/release/vault-external-secrets"
 desc=$(file -b "$bin")
 echo "$desc"

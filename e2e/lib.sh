@@ -49,3 +49,9 @@ start() {
   setsid "$@" >>"$E2E_DIR/logs/$name.log" 2>&1 < /dev/null &
   echo "$! $name" >> "$E2E_DIR/pids"
 }
+
+# The Dockerfile's build-stage `cargo build` command: `make static` and `make image` run it, so
+# the image built here and the Dockerfile's have one source.
+dockerfile_build_cmd() {
+  sed -n 's/^RUN \(cargo build .*\)$/\1/p' "$root/Dockerfile"
+}

@@ -7,5 +7,5 @@ cd "$root"
 trap 'bash "$root/e2e/down.sh" >/dev/null 2>&1 || true' EXIT
 bash "$root/e2e/up.sh"
 source "$E2E_DIR/env"
-cargo test --test e2e --test e2e_chart --test e2e_trust --test e2e_eso --test e2e_audit --test e2e_rollout --test e2e_cli -- --ignored --nocapture --test-threads="${E2E_THREADS:-3}" "$@"
+cargo test --test e2e --test e2e_chart --test e2e_trust --test e2e_eso --test e2e_audit --test e2e_rollout --test e2e_cli --test e2e_image -- --ignored --nocapture --test-threads="${E2E_THREADS:-3}" "$@"
 cargo test --test e2e_disruptive --test e2e_eso_crds --test e2e_prometheus -- --ignored --test-threads=1 "$@"

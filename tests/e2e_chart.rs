@@ -176,6 +176,53 @@ async fn chart_lints_renders_and_applies() {
         "{ha}"
     );
     assert!(ha.contains("kind: PodDisruptionBudget") && ha.contains("resources: [leases]"));
+
+    // Monitoring, when asked: the dashboard ConfigMap is applied to the real apiserver and holds
+    // the dashboard's JSON unchanged; the PrometheusRule is rendered (its CRD is
+    // prometheus-operator's, not installed here; `make alerts` checks its rules with promtool).
+    assert!(!default.contains("kind: PrometheusRule") && !default.contains("grafana_dashboard"));
+    let monitoring = render_and_apply(
+        "chart-monitoring",
+        "chart-monitoring",
+        &["--set", "grafanaDashboard.enabled=true"],
+    );
+    assert!(monitoring.contains("grafana_dashboard: \"1\""));
+    let stored = must_kubectl(
+        &[
+            "-n",
+            "chart-monitoring",
+            "get",
+            "configmap",
+            "chart-monitoring-vault-external-secrets-dashboard",
+            "-o",
+            "jsonpath={.data.vault-external-secrets\\.json}",
+        ],
+        None,
+    );
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/helm/vault-external-secrets/dashboards/vault-external-secrets.json"
+    ))
+    .unwrap();
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    assert_eq!(parse(&stored), parse(&shipped));
+    let rule = helm(&[
+        "template",
+        "chart-rule",
+        CHART,
+        "--kube-version",
+        "1.35.4",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=prom",
+    ]);
+    assert!(
+        rule.contains("kind: PrometheusRule")
+            && rule.contains("release: prom")
+            && rule.contains("job=\"chart-rule-vault-external-secrets\""),
+        "{rule}"
+    );
 }
 
 #[tokio::test]
