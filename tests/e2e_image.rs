@@ -75,8 +75,8 @@ fn read_image(path: &Path) -> Image {
 fn dockerfile(word: &str) -> String {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
     text.lines()
-        .filter_map(|l| l.strip_prefix(word).and_then(|r| r.strip_prefix(' ')))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(word).and_then(|r| r.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("no {word} in the Dockerfile"))
         .to_string()
 }
