@@ -1,8 +1,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
-use vault_external_secrets::cli::{self, Cli, Command};
-use vault_external_secrets::{config::Config, controller, logging};
+use vault_external_secrets::cli::{self, Cli};
 
 // mimalloc returns memory to the OS far better than glibc's per-thread arenas (and is much
 // faster than musl's malloc in the static image); built as v2 without transparent huge pages
@@ -26,15 +25,9 @@ async fn main() -> anyhow::Result<()> {
             Cli::command().print_help()?;
             Ok(())
         }
-        None | Some(Command::Controller) => {
-            let config = Config::from_env()?;
-            let pino = logging::Pino::from_lookup(|k| std::env::var(k).ok());
-            logging::init(&config.log_level, &config.log_message_key, pino)?;
-            controller::run(config).await
-        }
-        Some(command) => {
-            let code = cli::run(command).await?;
-            std::process::exit(code)
-        }
+        command => match cli::run(command).await? {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
     }
 }

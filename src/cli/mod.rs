@@ -13,6 +13,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::Config;
+use crate::{controller, logging};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vault-external-secrets",
@@ -68,10 +71,16 @@ pub enum Output {
     Json,
 }
 
-/// Runs a subcommand; returns the process exit code.
-pub async fn run(command: Command) -> anyhow::Result<i32> {
-    match command {
-        Command::Controller => unreachable_controller(),
+/// Runs a subcommand (the controller with none); returns the process exit code.
+pub async fn run(command: Option<Command>) -> anyhow::Result<i32> {
+    match command.unwrap_or(Command::Controller) {
+        Command::Controller => {
+            let config = Config::from_env()?;
+            let pino = logging::Pino::from_lookup(|k| std::env::var(k).ok());
+            logging::init(&config.log_level, &config.log_message_key, pino)?;
+            controller::run(config).await?;
+            Ok(0)
+        }
         Command::Check { files, output } => Ok(check::run(&files, output)),
         Command::Render {
             file,
@@ -80,8 +89,4 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         } => render::run(&file, show_values, output).await,
         Command::Status { namespace, output } => status::run(namespace.as_deref(), output).await,
     }
-}
-
-fn unreachable_controller() -> anyhow::Result<i32> {
-    anyhow::bail!("the controller is started by main, not by cli::run")
 }
