@@ -376,6 +376,67 @@ async fn eso_vault_cases_with_kubernetes_auth() {
 
 #[tokio::test]
 #[ignore = "needs the e2e control plane: make e2e"]
+async fn templates_render_only_when_their_inputs_change() {
+    let w = World::get().await;
+    let ns = w.namespace("eso-render-once").await;
+    k8s_role(&w, "eso-render-once", "eso-reader", &[&ns]).await;
+    w.put_kv2(
+        "eso-render-once/db",
+        json!({"user": "app", "password": "one"}),
+    )
+    .await;
+    let ctl = Controller::start(&w, "eso-render-once", &[("WATCHED_NAMESPACES", &ns)]);
+    ctl.wait_ready().await;
+    w.kubectl_apply(&store_yaml(
+        "SecretStore",
+        "vault",
+        Some(&ns),
+        "",
+        "        kubernetes:\n          mountPath: kubernetes\n          role: eso-render-once\n          serviceAccountRef: {name: eso-reader}\n",
+    ));
+    w.kubectl_apply(&es_yaml(&ns, "dsn", "vault", "  target:\n    template:\n      data: {dsn: '{{ .user }}:{{ .password }}@db'}\n  dataFrom:\n  - extract: {key: eso-render-once/db}\n").replace("refreshInterval: 1h", "refreshInterval: 1s"));
+    w.wait_secret(&ns, "dsn", Duration::from_secs(30), |s| {
+        value(s, "dsn").as_deref() == Some("app:one@db")
+    })
+    .await;
+    let renders = || ctl.metric("vault_external_secrets_template_renders_total ");
+    let syncs =
+        || ctl.metric(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} "#);
+    let (r1, s1) = (renders().await, syncs().await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (r2, s2) = (renders().await, syncs().await);
+    println!("polls {s1} -> {s2}, renders {r1} -> {r2}");
+    assert!(s2 >= s1 + 3.0, "the object kept polling: {s1} -> {s2}");
+    assert_eq!(r2, r1, "no render while nothing it renders from changed");
+    // The data changes: one render, and the Secret follows.
+    w.put_kv2(
+        "eso-render-once/db",
+        json!({"user": "app", "password": "two"}),
+    )
+    .await;
+    w.wait_secret(&ns, "dsn", Duration::from_secs(30), |s| {
+        value(s, "dsn").as_deref() == Some("app:two@db")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(renders().await, r2 + 1.0);
+    // The Secret edited by someone else: rendered again (the render is needed to restore it).
+    let api = w.secret_api(&ns);
+    api.patch(
+        "dsn",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"data": {"dsn": b64("tampered")}})),
+    )
+    .await
+    .unwrap();
+    w.wait_secret(&ns, "dsn", Duration::from_secs(30), |s| {
+        value(s, "dsn").as_deref() == Some("app:two@db")
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the e2e control plane: make e2e"]
 async fn eso_auth_methods_openbao_offers() {
     let w = World::get().await;
     let ns = w.namespace("eso-auth").await;

@@ -36,6 +36,9 @@ struct State {
     waiting_since: Option<Instant>,
     /// Overdue once it has waited this long (three poll intervals); `None`: never polled.
     overdue_after: Option<Duration>,
+    /// A templated object's last render: digest of its inputs, fingerprint of the result
+    /// (boxed: most objects have no template).
+    rendered: Option<Box<([u8; 32], [u8; 32])>>,
 }
 
 pub struct Objects {
@@ -91,6 +94,18 @@ impl Objects {
 
     pub fn record_written(&self, uid: &str, fingerprint: [u8; 32], rv: String) {
         self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv));
+    }
+
+    /// The fingerprint the last render gave from these inputs, if the inputs are the same.
+    pub fn rendered_from(&self, uid: &str, inputs: &[u8; 32]) -> Option<[u8; 32]> {
+        let map = self.map();
+        let (last_inputs, fingerprint) = **map.get(uid)?.rendered.as_ref()?;
+        (last_inputs == *inputs).then_some(fingerprint)
+    }
+
+    pub fn record_rendered(&self, uid: &str, inputs: [u8; 32], fingerprint: [u8; 32]) {
+        self.map().entry(uid.to_string()).or_default().rendered =
+            Some(Box::new((inputs, fingerprint)));
     }
 
     /// A change event says a secret the object reads changed: its next sync is urgent.
@@ -251,6 +266,17 @@ mod tests {
             2,
             "not-polled never counts"
         );
+    }
+
+    #[test]
+    fn a_render_is_remembered_for_its_inputs_only() {
+        let o = objects();
+        assert_eq!(o.rendered_from("u", &[1; 32]), None);
+        o.record_rendered("u", [1; 32], [7; 32]);
+        assert_eq!(o.rendered_from("u", &[1; 32]), Some([7; 32]));
+        assert_eq!(o.rendered_from("u", &[2; 32]), None, "inputs changed");
+        o.record_rendered("u", [2; 32], [8; 32]);
+        assert_eq!(o.rendered_from("u", &[1; 32]), None, "only the last render");
     }
 
     #[test]

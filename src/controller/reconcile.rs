@@ -15,7 +15,7 @@ use super::gate::Lane;
 use super::{report, schedule, write_loop, Context, Shared};
 use crate::config::Config;
 use crate::engine::write::{self, Write, MANAGER};
-use crate::engine::{fetch_and_render, find, plan, DesiredSecret};
+use crate::engine::{fetch, find, inputs_digest, plan, render, DesiredSecret};
 use crate::error::Error;
 
 pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -160,25 +160,34 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
         shared.readers.record(uid, plan::reads(&spec).collect());
     }
     let phase = plan::phase(&spec);
-    let desired = fetch_and_render(&shared.kv, &spec).await?;
-    let fingerprint = desired.fingerprint();
+    let fetched = fetch(&shared.kv, &spec).await?;
 
     // Steady state: same desired content as last time, and the Secret has not changed since
     // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.
     let current_rv = ctx
         .secrets
-        .resource_version(&desired.namespace, &desired.name);
+        .resource_version(&spec.target.namespace, &spec.target.name);
     let known = shared.objects.written(uid);
-    if let (Some((fp, rv)), Some(cur)) = (&known, &current_rv) {
-        if *fp == fingerprint && rv == cur {
-            shared.objects.undisturbed(uid);
-            shared
-                .metrics
-                .secret_writes
-                .with_label_values(&["skipped"])
-                .inc();
-            return Ok((Write::Unchanged, phase, false));
+    let unchanged = |fingerprint: &[u8; 32]| matches!((&known, &current_rv), (Some((fp, rv)), Some(cur)) if fp == fingerprint && rv == cur);
+    // A template is rendered only when what it renders from changed (the spec, the data read).
+    let inputs = spec
+        .target
+        .template
+        .is_some()
+        .then(|| inputs_digest(&spec, &fetched));
+    if let Some(fingerprint) = inputs.and_then(|i| shared.objects.rendered_from(uid, &i)) {
+        if unchanged(&fingerprint) {
+            return Ok(skipped(shared, uid, phase));
         }
+    }
+    let desired = render(&spec, &fetched)?;
+    let fingerprint = desired.fingerprint();
+    if let Some(inputs) = inputs {
+        shared.metrics.template_renders.inc();
+        shared.objects.record_rendered(uid, inputs, fingerprint);
+    }
+    if unchanged(&fingerprint) {
+        return Ok(skipped(shared, uid, phase));
     }
     // Someone else changed the Secret since our last write, and we want the same content as
     // then: writing now restores it. Counted, to stop a loop with another controller.
@@ -204,6 +213,17 @@ async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u
         shared.objects.record_written(uid, fingerprint, rv);
     }
     Ok((written, phase, data_changed.load(Ordering::Relaxed)))
+}
+
+/// Nothing to write: the Secret holds what we want.
+fn skipped(shared: &Shared, uid: &str, phase: u64) -> (Write, u64, bool) {
+    shared.objects.undisturbed(uid);
+    shared
+        .metrics
+        .secret_writes
+        .with_label_values(&["skipped"])
+        .inc();
+    (Write::Unchanged, phase, false)
 }
 
 /// Vets a write before it is sent: only the leader writes, and the third restore of a Secret

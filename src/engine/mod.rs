@@ -20,7 +20,7 @@ mod spec;
 pub mod templating;
 pub mod write;
 
-pub use fetch::fetch_and_render;
+pub use fetch::{fetch, fetch_and_render, inputs_digest, Fetched};
 pub use render::{render, DesiredSecret};
 pub use spec::{
     Creation, Decoding, Dialect, Find, KeyRules, Rewrite, Source, SyncSpec, Target, WritePolicy,

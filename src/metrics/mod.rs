@@ -38,6 +38,8 @@ pub struct Metrics {
     pub controller_ready: IntGauge,
     /// ExternalSecrets not confirmed in sync for more than three of their poll intervals.
     pub overdue: IntGauge,
+    /// Template renders (a templated object is rendered only when its inputs changed).
+    pub template_renders: IntCounter,
 }
 
 impl Metrics {
@@ -108,6 +110,11 @@ impl Metrics {
             "vault_external_secrets_externalsecrets_overdue",
             "ExternalSecrets not confirmed in sync for more than three of their poll intervals (failing, queued, or never synced)",
         )?;
+        let template_renders = IntCounter::new(
+            "vault_external_secrets_template_renders_total",
+            "Templates rendered (only when the spec or the data read changed since the last render)",
+        )?;
+        registry.register(Box::new(template_renders.clone()))?;
         let provider_calls = IntCounterVec::new(
             Opts::new(
                 "externalsecret_provider_api_calls_count",
@@ -175,6 +182,7 @@ impl Metrics {
             leader,
             controller_ready,
             overdue,
+            template_renders,
         })
     }
 
