@@ -22,7 +22,8 @@ pub fn store_name(role: &str) -> String {
     format!("bench-{role}")
 }
 
-/// One ClusterSecretStore per role.
+/// One ClusterSecretStore per role (kept from an earlier run in the same world: the templated
+/// run follows the plain one).
 pub async fn create_stores(client: &Client, vault_addr: &str) -> Result<()> {
     let api: Api<ClusterSecretStore> = Api::all(client.clone());
     for role in ROLES {
@@ -32,7 +33,12 @@ pub async fn create_stores(client: &Client, vault_addr: &str) -> Result<()> {
             "spec": {"provider": {"vault": {"server": vault_addr, "version": "v2",
                 "auth": {"kubernetes": {"mountPath": "kubernetes", "role": role}}}}}
         }))?;
-        api.create(&PostParams::default(), &store).await?;
+        match api.create(&PostParams::default(), &store).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok(())
 }

@@ -76,6 +76,8 @@ pub const NAMES: &[&str] = &[
     "fail",
     // ESO's own.
     "filterPEM",
+    "jwkPublicKeyPem",
+    "jwkPrivateKeyPem",
 ];
 
 /// Longest string `repeat`, `indent` and the like may build.
@@ -468,6 +470,20 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
         "filterPEM" => {
             arity(2)?;
             Value::String(filter_pem(&s(0), &s(1)))
+        }
+        "jwkPublicKeyPem" => {
+            arity(1)?;
+            Value::String(
+                super::jwk::public_key_pem(&s(0))
+                    .map_err(|why| format!("error calling {name}: {why}"))?,
+            )
+        }
+        "jwkPrivateKeyPem" => {
+            arity(1)?;
+            Value::String(
+                super::jwk::private_key_pem(&s(0))
+                    .map_err(|why| format!("error calling {name}: {why}"))?,
+            )
         }
         // Short-circuiting: the executor evaluates them.
         "and" | "or" => return Err(format!("{name} is evaluated by the executor")),

@@ -7,6 +7,7 @@
 
 mod exec;
 pub mod funcs;
+mod jwk;
 mod parse;
 
 use serde_json::Value;

@@ -175,6 +175,7 @@ fn eso_template_functions() {
         "pass": "p@ss",
         "registry": "registry.example.com",
         "multi": "a\nb",
+        "jwk": r#"{"kty":"EC","crv":"P-256","x":"fDjg3Nq4jPf8IOZ0277aPVal_8iXySnzLUJAZghUzZM","y":"d863PeyBOK_Q4duiSmWwgIRzi1RPlFZTR-vACMlPg-Q"}"#,
         "pem": "junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nKKK\n-----END PRIVATE KEY-----\n",
     });
     let cases = [
@@ -204,7 +205,13 @@ fn eso_template_functions() {
         ("{{ \"abc\" | sha256sum }}", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
         ("{{ \"hello\" | trunc 3 }}", "hel"),
         ("{{ add 1 2 3 }}", "6"),
+        ("{{ .jwk | jwkPrivateKeyPem }}", "<error>"),
     ];
+    // Through a template, as ESO's `jwkPublicKeyPem` is used (ESO's vectors: gotmpl::jwk): the
+    // SubjectPublicKeyInfo of P-256, then the point 04 || x || y.
+    assert!(ok("{{ .jwk | jwkPublicKeyPem }}", data.clone()).starts_with(
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEfDjg3Nq4jPf8IOZ0277aPVal/8iX\n"
+    ));
     for (text, want) in cases {
         if want == "<error>" {
             assert!(render(text, &data, &Limits::default()).is_err(), "{text}");

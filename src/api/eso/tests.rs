@@ -414,6 +414,11 @@ fn templates_translate_and_their_unserved_parts_are_named() {
         assert_eq!(e.reason(), "Unsupported");
         assert!(e.to_string().contains(named), "{e}");
     }
+    // A tenant may not ask for a ServiceAccount token through the template's type either: the
+    // engine's target check refuses it before anything is read.
+    let spec = with(json!({"type": "kubernetes.io/service-account-token"})).unwrap();
+    let refused = crate::engine::render::check_target(&spec.target).unwrap_err();
+    assert_eq!(refused.reason(), "InvalidSpec", "{refused}");
     assert!(with(json!({"mergePolicy": "Sometimes"}))
         .unwrap_err()
         .to_string()
