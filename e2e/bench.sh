@@ -19,6 +19,9 @@ if [ "$mode" = check ]; then
     "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" --api "$api" \
       --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
   done
+  # Templated: the same counts, and no template rendered in a steady cycle.
+  "$target/debug/examples/bench" --controller "$target/debug/vault-external-secrets" --api eso \
+    --template --n "${N:-200}" --paths 50 --poll-ms 10000 --cycles 3 --changes 20 --check
 else
   # Measure the binary the image ships (static musl, mimalloc) when this machine can build it.
   if rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-musl$' &&

@@ -402,12 +402,15 @@ async fn templates_render_only_when_their_inputs_change() {
     let renders = || ctl.metric("vault_external_secrets_template_renders_total ");
     let syncs =
         || ctl.metric(r#"vault_external_secrets_sync_duration_seconds_count{result="success"} "#);
-    let (r1, s1) = (renders().await, syncs().await);
+    let status_writes = || ctl.metric("vault_external_secrets_status_writes_total ");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (r1, s1, w1) = (renders().await, syncs().await, status_writes().await);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (r2, s2) = (renders().await, syncs().await);
-    println!("polls {s1} -> {s2}, renders {r1} -> {r2}");
+    let (r2, s2, w2) = (renders().await, syncs().await, status_writes().await);
+    println!("polls {s1} -> {s2}, renders {r1} -> {r2}, status writes {w1} -> {w2}");
     assert!(s2 >= s1 + 3.0, "the object kept polling: {s1} -> {s2}");
     assert_eq!(r2, r1, "no render while nothing it renders from changed");
+    assert_eq!(w2, w1, "no status write while nothing changed");
     // The data changes: one render, and the Secret follows.
     w.put_kv2(
         "eso-render-once/db",

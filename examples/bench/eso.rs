@@ -61,8 +61,10 @@ pub async fn create_external_secrets(client: &Client, a: &Args, prefix: &str) ->
                     "secretStoreRef": {"name": store_name(role), "kind": "ClusterSecretStore"},
                     "data": data});
                 if a.template {
-                    // What templated manifests typically do: a connection string and a JSON file.
+                    // What templated manifests typically do: a connection string and a JSON file
+                    // (and `a` as it is, which the change-latency watch reads).
                     spec["target"] = json!({"template": {"data": {
+                        "a": "{{ .a }}",
                         "dsn": "postgres://app:{{ .a }}@db:5432/{{ .a | upper | trunc 8 }}",
                         "config.json": "{{ dict \"user\" .a \"port\" 5432 | toJson }}"}}});
                 }

@@ -426,6 +426,9 @@ async fn run(
     let metric_secret_writes = m1.secret_writes() - m0.secret_writes();
     let metric_status = m1.get("vault_external_secrets_status_writes_total")
         - m0.get("vault_external_secrets_status_writes_total");
+    // Templates render only when their inputs changed: none in a steady cycle.
+    let metric_renders = m1.get("vault_external_secrets_template_renders_total")
+        - m0.get("vault_external_secrets_template_renders_total");
     let total_logins = m1
         .get(r#"vault_external_secrets_vault_requests_total{operation="login",outcome="success"}"#);
     let cpu_per_cycle = (cpu1 - cpu0) / cycles;
@@ -585,6 +588,10 @@ async fn run(
             ),
         ),
         (
+            "template renders per steady cycle (metrics)",
+            format!("{:.1}", metric_renders / cycles),
+        ),
+        (
             if a.audit {
                 "change → Secret latency p50 / p99 (audit events; the steady-state rows above do not apply)"
             } else {
@@ -658,6 +665,10 @@ async fn run(
                     "steady state status writes: audit {} metrics {metric_status}",
                     writes.status
                 ),
+            ),
+            (
+                metric_renders == 0.0,
+                format!("steady state template renders: {metric_renders}"),
             ),
             (
                 missed == 0,
