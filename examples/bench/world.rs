@@ -202,8 +202,22 @@ pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn count_synced(client: &Client, api: ApiKind) -> Result<usize> {
+/// The run's Secrets (in its own namespaces `{prefix}-N`: earlier runs' stay in the world).
+pub async fn count_synced(client: &Client, api: ApiKind, prefix: &str) -> Result<usize> {
     let secrets: Api<Secret> = Api::all(client.clone());
     let lp = ListParams::default().labels(api.secret_label());
-    Ok(secrets.list_metadata(&lp).await?.items.len())
+    let ours = format!("{prefix}-");
+    Ok(secrets
+        .list_metadata(&lp)
+        .await?
+        .items
+        .iter()
+        .filter(|s| {
+            s.metadata
+                .namespace
+                .as_deref()
+                .and_then(|ns| ns.strip_prefix(&ours))
+                .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+        })
+        .count())
 }
