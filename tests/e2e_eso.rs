@@ -154,6 +154,21 @@ fn es_yaml(ns: &str, name: &str, store: &str, body: &str) -> String {
     )
 }
 
+/// A controller watching `ns` (named after `role`), and the SecretStore `vault` there logging in
+/// with Kubernetes auth as `role` through the ServiceAccount `eso-reader` (see `k8s_role`).
+async fn controller_with_store(w: &World, ns: &str, role: &str) -> Controller {
+    let ctl = Controller::start(w, role, &[("WATCHED_NAMESPACES", ns)]);
+    ctl.wait_ready().await;
+    w.kubectl_apply(&store_yaml(
+        "SecretStore",
+        "vault",
+        Some(ns),
+        "",
+        &format!("        kubernetes:\n          mountPath: kubernetes\n          role: {role}\n          serviceAccountRef: {{name: eso-reader}}\n"),
+    ));
+    ctl
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -198,15 +213,7 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     .await;
     let logins_before = w.vault_logins("kubernetes", "eso-cases");
     let reads_before = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases"));
-    let ctl = Controller::start(&w, "eso-cases", &[("WATCHED_NAMESPACES", &ns)]);
-    ctl.wait_ready().await;
-    w.kubectl_apply(&store_yaml(
-        "SecretStore",
-        "vault",
-        Some(&ns),
-        "",
-        "        kubernetes:\n          mountPath: kubernetes\n          role: eso-cases\n          serviceAccountRef: {name: eso-reader}\n",
-    ));
+    let ctl = controller_with_store(&w, &ns, "eso-cases").await;
     let cases = [
         // ESO "JSON with property", "nested path", gjson array index, "decoding strategy".
         ("property", "  target: {name: property}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n  - {secretKey: deep, remoteRef: {key: eso-cases/json, property: nested.a.b}}\n  - {secretKey: second, remoteRef: {key: eso-cases/json, property: list.1}}\n  - {secretKey: decoded, remoteRef: {key: eso-cases/json, property: b64, decodingStrategy: Base64}}\n"),
@@ -385,15 +392,7 @@ async fn templates_render_only_when_their_inputs_change() {
         json!({"user": "app", "password": "one"}),
     )
     .await;
-    let ctl = Controller::start(&w, "eso-render-once", &[("WATCHED_NAMESPACES", &ns)]);
-    ctl.wait_ready().await;
-    w.kubectl_apply(&store_yaml(
-        "SecretStore",
-        "vault",
-        Some(&ns),
-        "",
-        "        kubernetes:\n          mountPath: kubernetes\n          role: eso-render-once\n          serviceAccountRef: {name: eso-reader}\n",
-    ));
+    let ctl = controller_with_store(&w, &ns, "eso-render-once").await;
     w.kubectl_apply(&es_yaml(&ns, "dsn", "vault", "  target:\n    template:\n      data: {dsn: '{{ .user }}:{{ .password }}@db'}\n  dataFrom:\n  - extract: {key: eso-render-once/db}\n").replace("refreshInterval: 1h", "refreshInterval: 1s"));
     w.wait_secret(&ns, "dsn", Duration::from_secs(30), |s| {
         value(s, "dsn").as_deref() == Some("app:one@db")
@@ -1119,16 +1118,22 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
     ] {
         let text = std::fs::read_to_string(format!("{fixtures}/{file}.yaml")).unwrap();
         // Each snippet is the store `vault-backend` in `example`: it replaces the previous one.
+        // The store first, then the Secret deleted: deleted first, the Secret could be
+        // recreated through the previous store before the new one is seen.
+        w.kubectl_stdin(&["apply", "-f", "-"], &point_at_bao(&text));
+        let want_reason = if works { "Valid" } else { "ValidationFailed" };
+        wait_store(&w, Some(&ns), "vault-backend", |r| r.1 == want_reason).await;
         w.secret_api(&ns)
             .delete("example-sync", &DeleteParams::default())
             .await
             .unwrap();
-        w.kubectl_stdin(&["apply", "-f", "-"], &point_at_bao(&text));
         if works {
             w.wait_secret(&ns, "example-sync", SYNC_TIMEOUT, want).await;
+        } else {
+            // Its next sync (the Secret's deletion triggers one at once) fails at login.
+            wait_es(&w, &ns, "vault-example", |e| es_ready(e).0 == "False").await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let want_reason = if works { "Valid" } else { "ValidationFailed" };
-        wait_store(&w, Some(&ns), "vault-backend", |r| r.1 == want_reason).await;
     }
     assert!(
         w.secret_api(&ns)

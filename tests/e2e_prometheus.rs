@@ -26,37 +26,31 @@ impl Prometheus {
         }
     }
 
-    /// The result vector of an instant query.
-    async fn query(&self, promql: &str) -> Vec<Value> {
+    /// `GET /api/v1/{path}` with `query`: its `data`, once Prometheus says success.
+    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let body: Value = self
             .http
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", promql)])
+            .get(format!("{}/api/v1/{path}", self.url))
+            .query(query)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        assert_eq!(body["status"], "success", "{promql}: {body}");
-        body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        assert_eq!(body["status"], "success", "{path} {query:?}: {body}");
+        body["data"].clone()
+    }
+
+    /// The result vector of an instant query.
+    async fn query(&self, promql: &str) -> Vec<Value> {
+        let data = self.api("query", &[("query", promql)]).await;
+        data["result"].as_array().cloned().unwrap_or_default()
     }
 
     /// Firing alerts named `alert`, by their `name` label.
     async fn firing(&self, alert: &str) -> Vec<String> {
-        let body: Value = self
-            .http
-            .get(format!("{}/api/v1/alerts", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["data"]["alerts"]
+        self.api("alerts", &[]).await["alerts"]
             .as_array()
             .into_iter()
             .flatten()
