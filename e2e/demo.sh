@@ -2,7 +2,7 @@
 # `make demo`: the seed walkthrough on a local control plane. Brings up kube-apiserver, etcd,
 # kube-controller-manager and OpenBao (building what is missing), starts the controller with
 # its own ServiceAccount's credentials, applies the seed's ExternalSecret verbatim, waits for
-# the Secret and prints it decoded next to `kubectl get es`. Runs until Ctrl-C, then cleans up;
+# the Secret and prints it decoded next to `kubectl get externalsecrets.kubernetes-client.io`. Runs until Ctrl-C, then cleans up;
 # DEMO_ONCE=1 exits after printing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +26,7 @@ echo ">> kubectl apply -f tests/fixtures/seed-externalsecret.yaml"
 sed -n '/^apiVersion/,$p' tests/fixtures/seed-externalsecret.yaml
 kubectl apply -f tests/fixtures/seed-externalsecret.yaml
 wait_for 60 "Secret rabbitmq" kubectl get secret rabbitmq
-wait_for 30 "status SUCCESS" sh -c 'kubectl get es rabbitmq -o jsonpath="{.status.status}" | grep -q SUCCESS'
+wait_for 30 "status SUCCESS" sh -c 'kubectl get externalsecrets.kubernetes-client.io rabbitmq -o jsonpath="{.status.status}" | grep -q SUCCESS'
 
 echo
 echo "\$ kubectl get externalsecrets.kubernetes-client.io"
