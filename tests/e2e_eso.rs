@@ -201,6 +201,14 @@ async fn eso_vault_cases_with_kubernetes_auth() {
         json!({"key": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"}),
     )
     .await;
+    // ESO's PKCS #12 template example: the archive stored base64, fetched as bytes.
+    let p12 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/eso-pkcs12/nopass.p12.b64"
+    ))
+    .unwrap();
+    w.put_kv2("eso-cases/p12", json!({"keystore": p12.trim()}))
+        .await;
     w.put_kv2("eso-cases/find/one", json!({"a": "1"})).await;
     w.put_kv2("eso-cases/find/two", json!({"b": "2"})).await;
     w.put_kv2("eso-cases/find/sub/three", json!({"c": "3"}))
@@ -238,6 +246,7 @@ async fn eso_vault_cases_with_kubernetes_auth() {
         ("ssh-key", "  target:\n    name: ssh-key\n    template:\n      type: kubernetes.io/ssh-auth\n      data:\n        ssh-privatekey: '{{ .key }}'\n  data:\n  - {secretKey: key, remoteRef: {key: eso-cases/ssh, property: key}}\n"),
         ("template-merge", "  target:\n    name: template-merge\n    template:\n      mergePolicy: Merge\n      metadata: {annotations: {owner: '{{ .name }}'}}\n      data: {greeting: 'hello {{ .name }}'}\n      templateFrom:\n      - {literal: 'tier: {{ .name | lower }}', target: Labels}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
         ("template-from", "  target:\n    name: template-from\n    template:\n      templateFrom:\n      - configMap:\n          name: tpl\n          items: [{key: config.yaml}, {key: pairs, templateAs: KeysAndValues}]\n      - secret:\n          name: tpl-secret\n          items: [{key: secret.tpl}]\n      - {literal: 'from-literal: {{ .name }}'}\n  data:\n  - {secretKey: name, remoteRef: {key: eso-cases/json, property: name}}\n"),
+        ("pkcs12", "  target:\n    name: pkcs12\n    template:\n      type: kubernetes.io/tls\n      data:\n        tls.crt: '{{ .keystore | pkcs12cert }}'\n        tls.key: '{{ .keystore | pkcs12key }}'\n  data:\n  - {secretKey: keystore, remoteRef: {key: eso-cases/p12, property: keystore, decodingStrategy: Base64}}\n"),
         ("extract-rewrite", "  target: {name: extract-rewrite}\n  dataFrom:\n  - extract: {key: eso-cases/json}\n    rewrite:\n    - regexp: {source: \"^(.*)$\", target: \"APP_$1\"}\n  data:\n  - {secretKey: APP_name, remoteRef: {key: eso-cases/versioned, property: v}}\n"),
     ];
     w.kubectl_apply(&format!(
@@ -340,6 +349,17 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert!(value(&s, "ssh-privatekey")
         .unwrap()
         .ends_with("-----END OPENSSH PRIVATE KEY-----\n"));
+    let s = get("pkcs12").await;
+    let fixture = |f: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/eso-pkcs12/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(value(&s, "tls.key"), Some(fixture("key.pem")));
+    assert_eq!(value(&s, "tls.crt"), Some(fixture("cert.pem")));
     let s = get("template-from").await;
     assert_eq!(value(&s, "config.yaml").as_deref(), Some("user: example"));
     assert_eq!(value(&s, "a").as_deref(), Some("EXAMPLE"));
@@ -362,7 +382,7 @@ async fn eso_vault_cases_with_kubernetes_auth() {
     assert!(status.refresh_time.is_some());
     assert!(status.synced_resource_version.unwrap().starts_with("1-"));
 
-    // Fifteen objects, one store identity: one login; `eso-cases/json` read once per poll cycle
+    // Sixteen objects, one store identity: one login; `eso-cases/json` read once per poll cycle
     // whatever the number of objects and items reading it.
     assert_eq!(w.vault_logins("kubernetes", "eso-cases") - logins_before, 1);
     let reads = w.vault_requests_as("kv/data/eso-cases/json", Some("eso-cases")) - reads_before;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::gotmpl::{self, Limits};
+use crate::gotmpl::{self, binary, Limits};
 
 /// Where a `templateFrom` item's rendered keys go (ESO's `target`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,21 +71,22 @@ pub struct Templated {
 
 pub fn apply(spec: &TemplateSpec, fetched: &BTreeMap<String, Vec<u8>>) -> Result<Templated, Error> {
     let limits = Limits::default();
-    // The data a template sees: the fetched keys as strings, as ESO passes them.
+    // The data a template sees: the fetched keys as strings, as ESO passes them (bytes that
+    // are not UTF-8 included: `binary`).
     let dot = Value::Object(
         fetched
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    Value::String(String::from_utf8_lossy(v).into_owned()),
-                )
-            })
+            .map(|(k, v)| (k.clone(), Value::String(binary::text(v))))
             .collect::<Map<String, Value>>(),
     );
     let render = |what: &str, text: &str| {
         gotmpl::render(text, &dot, &limits)
             .map_err(|e| Error::Template(format!("template {what}: {e}")))
+    };
+    let data = |rendered: &str| binary::bytes(rendered).into_owned();
+    // Labels and annotations are text: a rendered binary value is the template's error.
+    let as_text = |what: &str, rendered: String| {
+        binary::utf8(rendered).map_err(|e| Error::Template(format!("template {what}: {e}")))
     };
     let mut out = Templated::default();
     if spec.merge {
@@ -115,30 +116,32 @@ pub fn apply(spec: &TemplateSpec, fetched: &BTreeMap<String, Vec<u8>>) -> Result
         for (k, v) in pairs {
             match from.into {
                 Into::Data => {
-                    out.data.insert(k, v.into_bytes());
+                    out.data.insert(k, data(&v));
                 }
                 Into::Labels => {
+                    let v = as_text(&what, v)?;
                     out.labels.insert(k, v);
                 }
                 Into::Annotations => {
+                    let v = as_text(&what, v)?;
                     out.annotations.insert(k, v);
                 }
             }
         }
     }
-    for (k, text) in &spec.data {
+    for (k, t) in &spec.data {
         out.data
-            .insert(k.clone(), render(&format!("data.{k}"), text)?.into_bytes());
+            .insert(k.clone(), data(&render(&format!("data.{k}"), t)?));
     }
-    for (k, text) in &spec.labels {
+    for (k, t) in &spec.labels {
+        let what = format!("metadata.labels.{k}");
         out.labels
-            .insert(k.clone(), render(&format!("metadata.labels.{k}"), text)?);
+            .insert(k.clone(), as_text(&what, render(&what, t)?)?);
     }
-    for (k, text) in &spec.annotations {
-        out.annotations.insert(
-            k.clone(),
-            render(&format!("metadata.annotations.{k}"), text)?,
-        );
+    for (k, t) in &spec.annotations {
+        let what = format!("metadata.annotations.{k}");
+        out.annotations
+            .insert(k.clone(), as_text(&what, render(&what, t)?)?);
     }
     // No data template at all: the fetched data as it is (ESO's fallback).
     if spec.data.is_empty() && spec.from.is_empty() {
@@ -249,5 +252,45 @@ mod tests {
         };
         let e = apply(&spec, &fetched()).unwrap_err().to_string();
         assert!(e.contains("not a YAML map") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn binary_fetched_values_reach_the_secret_byte_for_byte() {
+        // A PKCS #12 archive stored base64 in Vault and fetched with `decodingStrategy: Base64`
+        // reaches the template as raw bytes, as in ESO.
+        use base64::Engine;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eso-pkcs12/");
+        let b64 = std::fs::read_to_string(format!("{dir}nopass.p12.b64")).unwrap();
+        let archive = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .unwrap();
+        let fetched = BTreeMap::from([
+            ("keystore".to_string(), archive.clone()),
+            ("raw".to_string(), vec![0xff, 0x00, 0x80]),
+        ]);
+        let spec = TemplateSpec {
+            data: BTreeMap::from([
+                (
+                    "tls.key".to_string(),
+                    "{{ .keystore | pkcs12key }}".to_string(),
+                ),
+                ("copy".to_string(), "{{ .raw }}".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let out = apply(&spec, &fetched).unwrap();
+        let key = std::fs::read(format!("{dir}key.pem")).unwrap();
+        assert_eq!(out.data["tls.key"], key);
+        assert_eq!(out.data["copy"], vec![0xff, 0x00, 0x80]);
+        // A label is text: a binary value there is the template's error, without the value.
+        let spec = TemplateSpec {
+            labels: BTreeMap::from([("l".to_string(), "{{ .raw }}".to_string())]),
+            ..Default::default()
+        };
+        let e = apply(&spec, &fetched).unwrap_err().to_string();
+        assert!(
+            e.contains("metadata.labels.l") && e.contains("not UTF-8"),
+            "{e}"
+        );
     }
 }

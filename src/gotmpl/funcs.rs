@@ -6,6 +6,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::exec::sorted;
+use super::{binary, pkcs12};
 
 /// Every function a template may name.
 pub const NAMES: &[&str] = &[
@@ -78,6 +79,16 @@ pub const NAMES: &[&str] = &[
     "filterPEM",
     "jwkPublicKeyPem",
     "jwkPrivateKeyPem",
+    "pkcs12key",
+    "pkcs12keyPass",
+    "pkcs12cert",
+    "pkcs12certPass",
+    "pemToPkcs12",
+    "pemToPkcs12Pass",
+    "fullPemToPkcs12",
+    "fullPemToPkcs12Pass",
+    "pemTruststoreToPKCS12",
+    "pemTruststoreToPKCS12Pass",
 ];
 
 /// Longest string `repeat`, `indent` and the like may build.
@@ -118,7 +129,7 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
         "len" => {
             arity(1)?;
             Value::from(match &a[0] {
-                Value::String(x) => x.len(),
+                Value::String(x) => binary::bytes(x).len(),
                 Value::Array(x) => x.len(),
                 Value::Object(x) => x.len(),
                 other => return fail(&format!("len of {}", kind(other))),
@@ -214,12 +225,12 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
         }
         "b64enc" => {
             arity(1)?;
-            Value::String(base64::engine::general_purpose::STANDARD.encode(s(0)))
+            Value::String(base64::engine::general_purpose::STANDARD.encode(binary::bytes(&s(0))))
         }
         "b64dec" => {
             arity(1)?;
             match base64::engine::general_purpose::STANDARD.decode(s(0)) {
-                Ok(b) => Value::String(String::from_utf8_lossy(&b).into_owned()),
+                Ok(b) => Value::String(binary::text(&b)),
                 Err(_) => return fail("not base64"),
             }
         }
@@ -446,7 +457,7 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
             arity(1)?;
             use sha2::Digest;
             Value::String(
-                sha2::Sha256::digest(s(0).as_bytes())
+                sha2::Sha256::digest(binary::bytes(&s(0)))
                     .iter()
                     .map(|x| format!("{x:02x}"))
                     .collect(),
@@ -482,6 +493,51 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
             arity(1)?;
             Value::String(
                 super::jwk::private_key_pem(&s(0))
+                    .map_err(|why| format!("error calling {name}: {why}"))?,
+            )
+        }
+        // Go's argument order: the password first, so a pipeline feeds the archive or PEM last.
+        "pkcs12key" | "pkcs12keyPass" | "pkcs12cert" | "pkcs12certPass" => {
+            let pass = if name.ends_with("Pass") {
+                arity(2)?;
+                s(0)
+            } else {
+                arity(1)?;
+                String::new()
+            };
+            let archive = s(a.len() - 1);
+            let archive = binary::bytes(&archive);
+            let out = if name.starts_with("pkcs12key") {
+                pkcs12::key_pem(&pass, &archive)
+            } else {
+                pkcs12::cert_pem(&pass, &archive)
+            };
+            Value::String(out.map_err(|why| format!("error calling {name}: {why}"))?)
+        }
+        "pemToPkcs12" | "fullPemToPkcs12" | "pemToPkcs12Pass" | "fullPemToPkcs12Pass" => {
+            let pass = if name.ends_with("Pass") {
+                arity(3)?;
+                s(2)
+            } else {
+                arity(2)?;
+                String::new()
+            };
+            let full = name.starts_with("full");
+            Value::String(
+                pkcs12::from_pem(&s(0), &s(1), &pass, full)
+                    .map_err(|why| format!("error calling {name}: {why}"))?,
+            )
+        }
+        "pemTruststoreToPKCS12" | "pemTruststoreToPKCS12Pass" => {
+            let pass = if name.ends_with("Pass") {
+                arity(2)?;
+                s(1)
+            } else {
+                arity(1)?;
+                String::new()
+            };
+            Value::String(
+                pkcs12::truststore(&s(0), &pass)
                     .map_err(|why| format!("error calling {name}: {why}"))?,
             )
         }

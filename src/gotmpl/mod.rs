@@ -5,10 +5,12 @@
 //! named templates (the one way to recurse), spends fuel on every step, caps its output, and
 //! says what went wrong without ever quoting a value. docs/templates.md lists what is covered.
 
+pub mod binary;
 mod exec;
 pub mod funcs;
 mod jwk;
 mod parse;
+mod pkcs12;
 
 use serde_json::Value;
 
