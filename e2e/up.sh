@@ -46,7 +46,8 @@ echo ">> etcd on 127.0.0.1:$ETCD_PORT"
 start etcd "$bin/etcd" --name e2e --data-dir "$E2E_DIR/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
+  --initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn \
+  ${ETCD_QUOTA_BYTES:+--quota-backend-bytes="$ETCD_QUOTA_BYTES"}
 wait_for 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
 echo ">> kube-apiserver on https://127.0.0.1:$API_PORT"

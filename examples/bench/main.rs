@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 mod audit;
 mod eso;
+mod plot;
 mod procs;
 mod record;
 mod world;
@@ -367,9 +368,10 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let rss = RssPhases::start(pid);
     let cpu_before = cpu_by_process(pid);
     // Apply N ExternalSecrets; time until all N Secrets exist.
+    let rss = RssPhases::start(pid);
+    let mut timeline = plot::Timeline::default();
     let apply_start = Instant::now();
     let mut targets: BTreeMap<usize, (String, String)> = BTreeMap::new(); // path -> an ES using it
     for i in 0..a.n {
@@ -381,18 +383,24 @@ async fn run(
     }
     create_external_secrets(client, a, &a.prefix()).await?;
     let applied = apply_start.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(600 + a.n as u64 / 100);
+    // The scrape carries KES's per-object series: at 50,000 objects, every 100 ms would be a
+    // load of its own.
+    let scrape_every = Duration::from_millis(100 * (a.n as u64 / 10_000).max(1));
     loop {
         let m = Metrics::scrape(port).await?;
-        if m.get(r#"vault_external_secrets_secret_writes_total{kind="create"}"#) as usize >= a.n {
+        let created = m.get(r#"vault_external_secrets_secret_writes_total{kind="create"}"#);
+        timeline.synced.push((rss.now(), created));
+        if created as usize >= a.n {
             break;
         }
         if Instant::now() > deadline {
-            bail!("not all Secrets synced after 10 minutes");
+            bail!("not all Secrets synced in time");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(scrape_every).await;
     }
     let synced = apply_start.elapsed();
+    timeline.marks.push((rss.now(), "all synced"));
     let cpu_sync: Vec<String> = cpu_by_process(pid)
         .into_iter()
         .zip(cpu_before)
@@ -410,6 +418,7 @@ async fn run(
     let steady = if a.audit { Duration::ZERO } else { interval };
     tokio::time::sleep(steady + Duration::from_secs(2)).await;
     rss.enter(RssPhases::STEADY);
+    timeline.marks.push((rss.now(), "steady"));
     let m0 = Metrics::scrape(port).await?;
     let (_, cpu0) = proc_stats(pid)?;
     let from = Utc::now();
@@ -436,6 +445,7 @@ async fn run(
         .get(r#"vault_external_secrets_vault_requests_total{operation="login",outcome="success"}"#);
     let cpu_per_cycle = (cpu1 - cpu0) / cycles;
     rss.enter(RssPhases::CHANGES);
+    timeline.marks.push((rss.now(), "changes"));
 
     // Change → Secret latency over `changes` paths.
     let secrets: Api<Secret> = Api::all(client.clone());
@@ -463,7 +473,8 @@ async fn run(
             }
         }
     });
-    tokio::time::sleep(Duration::from_secs(3)).await; // the watch's initial list
+    // The watch's initial list (N Secrets).
+    tokio::time::sleep(Duration::from_secs(3 + a.n as u64 / 5000)).await;
     let chosen: Vec<(usize, (String, String))> = targets
         .into_iter()
         .step_by((used_paths.len() / a.changes.max(1)).max(1))
@@ -632,6 +643,65 @@ async fn run(
     println!("{table}");
 
     if let Some(path) = &a.record {
+        // The plots go next to the Markdown file, under bench/.
+        let dir = std::path::Path::new(path)
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let variant = match (a.audit, a.template) {
+            (true, _) => "audit",
+            (false, true) => "templated",
+            (false, false) => "",
+        };
+        let date = Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+        let file = format!(
+            "{}-{:?}{}-n{}.svg",
+            Utc::now().format("%Y%m%d-%H%M"),
+            a.api,
+            if variant.is_empty() {
+                String::new()
+            } else {
+                format!("-{variant}")
+            },
+            a.n
+        )
+        .to_lowercase();
+        timeline.rss = rss.samples.lock().map(|v| v.clone()).unwrap_or_default();
+        plot::run_svg(
+            &dir.join(&file),
+            &format!(
+                "N = {} ({:?} API{}), {date}",
+                a.n,
+                a.api,
+                if variant.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {variant}")
+                }
+            ),
+            a.n,
+            &timeline,
+        )?;
+        let figures = plot::RunFigures {
+            date,
+            api: format!("{:?}", a.api),
+            variant: variant.into(),
+            n: a.n,
+            distinct_paths: used_paths.len(),
+            synced_s: synced.as_secs_f64(),
+            floor_s: floor.as_secs_f64(),
+            peak_rss_mib: rss_kib as f64 / 1024.0,
+            cpu_per_cycle_s: cpu_per_cycle,
+            reads_per_cycle: vault.read as f64 / cycles,
+            controller: record::controller_build(&a.controller),
+        };
+        plot::append_run(&dir.join("runs.jsonl"), &figures)?;
+        plot::growth(&dir)?;
+        table.push_str(&format!(
+            "\nSynced Secrets and controller RSS over the run:\n\n![N = {} over time](bench/{file})\n",
+            a.n
+        ));
         record::append(path, a, &table)?;
     }
 

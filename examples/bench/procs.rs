@@ -57,10 +57,13 @@ pub fn cpu_by_process(pid: u32) -> Vec<(&'static str, f64)> {
 
 /// Highest VmRSS (KiB) seen in each phase of the run, sampled every 200 ms: where the peak
 /// comes from (the initial burst or the steady state).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RssPhases {
     pub phase: Arc<AtomicUsize>,
     pub max_kib: Arc<[AtomicU64; 3]>,
+    /// Every sample, (seconds since `start`, MiB): the run's RSS plot.
+    pub samples: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
+    pub start: Instant,
 }
 
 impl RssPhases {
@@ -69,15 +72,28 @@ impl RssPhases {
     pub const CHANGES: usize = 2;
 
     pub fn start(pid: u32) -> Self {
-        let me = RssPhases::default();
+        let me = RssPhases {
+            phase: Default::default(),
+            max_kib: Default::default(),
+            samples: Default::default(),
+            start: Instant::now(),
+        };
         let s = me.clone();
         tokio::spawn(async move {
             while let Some(rss) = status_kib(pid, "VmRSS") {
                 s.max_kib[s.phase.load(Ordering::Relaxed)].fetch_max(rss, Ordering::Relaxed);
+                if let Ok(mut v) = s.samples.lock() {
+                    v.push((s.start.elapsed().as_secs_f64(), rss as f64 / 1024.0));
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
         me
+    }
+
+    /// Seconds since sampling started.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
     }
 
     pub fn enter(&self, phase: usize) {
