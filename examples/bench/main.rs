@@ -253,9 +253,18 @@ async fn main() -> Result<()> {
     }
 
     // Third baseline, the floor: every apiserver write a sync needs, done by a plain client.
+    let floor_cpu_before = cpu_by_process(0);
     let floor_start = Instant::now();
     floor_writes(&client, &a, "bench-raw").await?;
     let floor = floor_start.elapsed();
+    // Where the CPU goes when the apiserver does only the floor's writes (no controller, no
+    // Vault): what the apply → synced split below is compared with.
+    let floor_cpu: Vec<String> = cpu_by_process(0)
+        .into_iter()
+        .zip(floor_cpu_before)
+        .filter(|((who, _), _)| !matches!(*who, "controller" | "OpenBao"))
+        .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
+        .collect();
     eprintln!("floor (ES create + Secret create + status patch + Event): {floor:?}");
     delete_external_secrets(&client, "bench-raw").await?;
     // The floor's Secrets go too, by the apiserver at once: left to the garbage collector (20
@@ -268,7 +277,12 @@ async fn main() -> Result<()> {
         )
         .await?;
     }
-    let baselines = Baselines { raw, raw_es, floor };
+    let baselines = Baselines {
+        raw,
+        raw_es,
+        floor,
+        floor_cpu: floor_cpu.join(" / "),
+    };
 
     // The controller, release build, its own ServiceAccount's credentials.
     let port = {
@@ -321,8 +335,10 @@ async fn main() -> Result<()> {
 }
 
 /// What the apiserver costs anyway, timed with the same client at the same concurrency.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Baselines {
+    /// CPU seconds by process while the floor ran.
+    floor_cpu: String,
     /// N plain Secret creates.
     raw: Duration,
     /// N ExternalSecret creates (no controller running).
@@ -441,6 +457,9 @@ async fn run(
     // Templates render only when their inputs changed: none in a steady cycle.
     let metric_renders = m1.get("vault_external_secrets_template_renders_total")
         - m0.get("vault_external_secrets_template_renders_total");
+    // Refreshes put off because the periodic lane was full (overload).
+    let metric_deferred = m1.get("vault_external_secrets_refreshes_deferred_total")
+        - m0.get("vault_external_secrets_refreshes_deferred_total");
     let total_logins = m1
         .get(r#"vault_external_secrets_vault_requests_total{operation="login",outcome="success"}"#);
     let cpu_per_cycle = (cpu1 - cpu0) / cycles;
@@ -516,7 +535,12 @@ async fn run(
         .map(|n| n.get())
         .unwrap_or(1);
     let distinct = used_paths.len() as f64;
-    let Baselines { raw, raw_es, floor } = *baselines;
+    let Baselines {
+        raw,
+        raw_es,
+        floor,
+        ref floor_cpu,
+    } = *baselines;
     let ratio = synced.as_secs_f64() / raw.as_secs_f64();
     let rows = vec![
         (
@@ -543,6 +567,13 @@ async fn run(
         (
             "floor: ES create + Secret create + status patch + Event per object (same client)",
             format!("{:.1} s", floor.as_secs_f64()),
+        ),
+        (
+            "CPU seconds during the floor, by process",
+            format!(
+                "{floor_cpu} (of {:.0} available)",
+                floor.as_secs_f64() * cores as f64
+            ),
         ),
         (
             "apply → all Secrets synced",
@@ -600,6 +631,10 @@ async fn run(
                 metric_secret_writes / cycles,
                 metric_status / cycles
             ),
+        ),
+        (
+            "refreshes put off per steady cycle, periodic lane full (metrics)",
+            format!("{:.1}", metric_deferred / cycles),
         ),
         (
             "template renders per steady cycle (metrics)",

@@ -9,7 +9,15 @@
 //! Built from two fair (FIFO) tokio semaphores: `slots` holds the sync slots; periodic refreshes
 //! must first pass a one-permit `turnstile`, so at most one of them waits in `slots` at any time
 //! and an urgent sync queues behind that one at most — never behind the whole backlog.
+//!
+//! Overload: when more polls fall due than the slots can serve (50,000 objects polled every
+//! 30 s on two cores), the periodic lane would hold every reconcile kube-runtime may start, and
+//! a new object would wait for one of those to finish before it could even reach the urgent
+//! lane (docs/benchmarks.md: at 50,000, thousands of new objects were never synced). So the
+//! periodic lane is bounded: `periodic_full` tells a refresh to put itself off (it is requeued
+//! and tries again later) while `PERIODIC_WAITING_PER_SLOT` refreshes per slot already wait.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -25,9 +33,17 @@ pub enum Lane {
     Periodic = 1,
 }
 
+/// Periodic refreshes that may wait per sync slot before more are put off: enough that the slots
+/// never idle while refreshes are due, few enough that kube-runtime's started reconciles stay
+/// mostly free for new objects.
+pub const PERIODIC_WAITING_PER_SLOT: usize = 4;
+
 pub struct Gate {
     slots: Semaphore,
     turnstile: Semaphore,
+    /// Periodic refreshes waiting now, and how many may.
+    periodic_waiting: AtomicUsize,
+    periodic_limit: usize,
     /// `queue_depth{lane}`: syncs waiting here, per lane.
     metrics: Arc<Metrics>,
 }
@@ -42,8 +58,15 @@ impl Gate {
         Gate {
             slots: Semaphore::new(slots.max(1)),
             turnstile: Semaphore::new(1),
+            periodic_waiting: AtomicUsize::new(0),
+            periodic_limit: slots.max(1) * PERIODIC_WAITING_PER_SLOT,
             metrics,
         }
+    }
+
+    /// Whether the periodic lane is full: a refresh due now should be put off, not queued.
+    pub fn periodic_full(&self) -> bool {
+        self.periodic_waiting.load(Ordering::Relaxed) >= self.periodic_limit
     }
 
     /// Waits for a sync slot in the given lane. `None` only if a semaphore were closed, which
@@ -76,6 +99,9 @@ struct Waiting<'a>(&'a Gate, Lane);
 
 impl<'a> Waiting<'a> {
     fn new(gate: &'a Gate, lane: Lane) -> Self {
+        if lane == Lane::Periodic {
+            gate.periodic_waiting.fetch_add(1, Ordering::Relaxed);
+        }
         gate.metrics
             .queue_depth
             .with_label_values(&[lane.as_str()])
@@ -86,6 +112,9 @@ impl<'a> Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        if self.1 == Lane::Periodic {
+            self.0.periodic_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         self.0
             .metrics
             .queue_depth
@@ -97,8 +126,41 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+
+    /// The periodic lane fills at `PERIODIC_WAITING_PER_SLOT` per slot and empties as they run;
+    /// urgent syncs never count against it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_periodic_lane_is_bounded() {
+        let gate = gate(2);
+        let held = (
+            gate.acquire(Lane::Urgent).await,
+            gate.acquire(Lane::Urgent).await,
+        );
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let g = gate.clone();
+            tasks.push(tokio::spawn(async move {
+                g.acquire(Lane::Urgent).await.is_some()
+            }));
+        }
+        tokio::task::yield_now().await;
+        assert!(!gate.periodic_full(), "urgent waiters do not fill it");
+        for _ in 0..2 * PERIODIC_WAITING_PER_SLOT {
+            assert!(!gate.periodic_full());
+            let g = gate.clone();
+            tasks.push(tokio::spawn(async move {
+                g.acquire(Lane::Periodic).await.is_some()
+            }));
+            tokio::task::yield_now().await;
+        }
+        assert!(gate.periodic_full());
+        drop(held);
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert!(!gate.periodic_full(), "drained");
+    }
 
     fn gate(slots: usize) -> Arc<Gate> {
         Arc::new(Gate::new(slots, Arc::new(Metrics::new().unwrap())))

@@ -36,6 +36,9 @@ struct State {
     waiting_since: Option<Instant>,
     /// Overdue once it has waited this long (three poll intervals); `None`: never polled.
     overdue_after: Option<Duration>,
+    /// Its poll phase at the last success (`schedule::next_poll`), for a refresh put off
+    /// under overload to come back on its own slot.
+    phase: Option<u64>,
     /// A templated object's last render: digest of its inputs, fingerprint of the result
     /// (boxed: most objects have no template).
     rendered: Option<Box<([u8; 32], [u8; 32])>>,
@@ -122,12 +125,18 @@ impl Objects {
 
     /// The sync succeeded (the Secret is confirmed in sync): failures and the last warning are
     /// forgotten.
-    pub fn succeeded(&self, uid: &str, now: Instant) {
+    pub fn succeeded(&self, uid: &str, phase: u64, now: Instant) {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
         st.failures = 0;
         st.last_warning = None;
         st.waiting_since = Some(now);
+        st.phase = Some(phase);
+    }
+
+    /// The poll phase of its last success, if it had one.
+    pub fn phase(&self, uid: &str) -> Option<u64> {
+        self.map().get(uid).and_then(|st| st.phase)
     }
 
     /// The sync failed; returns the number of failures in a row.
@@ -236,7 +245,7 @@ mod tests {
         assert_eq!(o.failed("u"), 1);
         assert_eq!(o.failed("u"), 2);
         assert!(o.failing().contains("u"));
-        o.succeeded("u", Instant::now());
+        o.succeeded("u", 7, Instant::now());
         assert!(o.failing().is_empty());
     }
 
@@ -248,7 +257,7 @@ mod tests {
         o.begin("never-synced", Some(1), poll, t);
         o.begin("synced", Some(1), poll, t);
         o.begin("not-polled", Some(1), None, t);
-        o.succeeded("synced", t + Duration::from_secs(25));
+        o.succeeded("synced", 7, t + Duration::from_secs(25));
         assert_eq!(
             o.overdue(t + Duration::from_secs(30)),
             0,
@@ -259,7 +268,7 @@ mod tests {
         o.begin("never-synced", Some(1), poll, t + Duration::from_secs(40));
         o.failed("never-synced");
         assert_eq!(o.overdue(t + Duration::from_secs(56)), 2, "both now");
-        o.succeeded("never-synced", t + Duration::from_secs(56));
+        o.succeeded("never-synced", 7, t + Duration::from_secs(56));
         assert_eq!(o.overdue(t + Duration::from_secs(56)), 1);
         assert_eq!(
             o.overdue(t + Duration::from_secs(3600)),
@@ -287,7 +296,7 @@ mod tests {
         assert!(!o.warning_due("u", "boom", t + Duration::from_secs(10)));
         assert!(o.warning_due("u", "other", t + Duration::from_secs(11)));
         assert!(o.warning_due("u", "other", t + Duration::from_secs(11) + WARNING_REPEAT));
-        o.succeeded("u", Instant::now());
+        o.succeeded("u", 7, Instant::now());
         assert!(
             o.warning_due("u", "other", t + Duration::from_secs(12)),
             "after a success"

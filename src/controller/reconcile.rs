@@ -47,6 +47,18 @@ pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Act
     } else {
         Lane::Periodic
     };
+    if lane == Lane::Periodic && shared.gate.periodic_full() {
+        // Overloaded: more refreshes due than the slots serve. This one tries again later
+        // rather than hold one of kube-runtime's started reconciles that a new object needs.
+        shared.metrics.refreshes_deferred.inc();
+        let interval =
+            poll_interval(es.poll(shared), &shared.config).unwrap_or(shared.config.poll_interval);
+        return Ok(Action::requeue(schedule::deferred(
+            shared.objects.phase(&uid),
+            interval,
+            now_ms(),
+        )));
+    }
     let _slot = shared.gate.acquire(lane).await;
     shared.objects.begin(
         &uid,
@@ -110,17 +122,23 @@ async fn sync_and_report<K: FrontEnd>(
     )
     .await;
     let (_, phase, _) = result?;
-    shared.objects.succeeded(&uid, Instant::now());
+    shared.objects.succeeded(&uid, phase, Instant::now());
     let Some(interval) = poll_interval(es.poll(shared), &shared.config) else {
         return Ok(Action::await_change());
     };
-    let now_ms = SystemTime::now()
+    Ok(Action::requeue(schedule::next_poll(
+        phase,
+        interval,
+        now_ms(),
+    )))
+}
+
+/// Wall-clock milliseconds since the Unix epoch (poll slots are wall-clock aligned).
+fn now_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    Ok(Action::requeue(schedule::next_poll(
-        phase, interval, now_ms,
-    )))
+        .unwrap_or_default()
 }
 
 /// The object's poll interval, `None` when it is not polled.

@@ -31,6 +31,16 @@ pub fn next_poll(phase: u64, interval: Duration, now_ms: u64) -> Duration {
     Duration::from_millis(delay)
 }
 
+/// When a refresh put off under overload (`gate::Gate::periodic_full`) comes back: its own next
+/// poll slot when it has synced before (so it still shares its reads with the objects on the
+/// same paths), else half an interval.
+pub fn deferred(phase: Option<u64>, interval: Duration, now_ms: u64) -> Duration {
+    match phase {
+        Some(phase) => next_poll(phase, interval, now_ms),
+        None => interval / 2,
+    }
+}
+
 /// Backoff after `failures` consecutive failures. Transient causes (Vault 5xx, apiserver
 /// conflicts) retry soon, doubling from 5 s up to 5 minutes; causes that need someone to act
 /// (missing key, wrong role, foreign Secret) are retried at the poll interval. `jitter` in
@@ -55,6 +65,13 @@ pub fn failure_backoff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deferred_refresh_keeps_its_slot() {
+        let i = Duration::from_secs(30);
+        assert_eq!(deferred(Some(1234), i, 99_000), next_poll(1234, i, 99_000));
+        assert_eq!(deferred(None, i, 99_000), Duration::from_secs(15));
+    }
 
     const I: Duration = Duration::from_secs(30);
 

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub sync_failures: IntCounterVec,
     pub syncs_in_flight: IntGauge,
     pub queue_depth: IntGaugeVec,
+    pub refreshes_deferred: IntCounter,
     pub leader: IntGauge,
     /// 1 once every initial watch list has been seen (what `/readyz` answers), else 0.
     pub controller_ready: IntGauge,
@@ -98,6 +99,10 @@ impl Metrics {
             ),
             &["lane"],
         )?;
+        let refreshes_deferred = IntCounter::new(
+            "vault_external_secrets_refreshes_deferred_total",
+            "Periodic refreshes put off because the periodic lane was full (the controller is overloaded: more polls due than its slots serve)",
+        )?;
         let leader = IntGauge::new(
             "vault_external_secrets_leader",
             "1 while this replica is the leader (or leader election is off), else 0",
@@ -157,6 +162,7 @@ impl Metrics {
         registry.register(Box::new(overdue.clone()))?;
         registry.register(Box::new(syncs_in_flight.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(refreshes_deferred.clone()))?;
         registry.register(Box::new(sync_duration.clone()))?;
         registry.register(Box::new(vault_requests.clone()))?;
         registry.register(Box::new(secret_writes.clone()))?;
@@ -179,6 +185,7 @@ impl Metrics {
             sync_failures,
             syncs_in_flight,
             queue_depth,
+            refreshes_deferred,
             leader,
             controller_ready,
             overdue,
