@@ -158,6 +158,13 @@ fn env(k: &str) -> Result<String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `--growth DIR`: only redraw DIR/growth.{md,svg} from DIR/runs.jsonl.
+    let argv: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = argv.as_slice() {
+        if flag == "--growth" {
+            return plot::growth(std::path::Path::new(dir));
+        }
+    }
     let a = args()?;
     let client = Client::try_default().await?;
     let bao = Bao {
