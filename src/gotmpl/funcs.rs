@@ -496,50 +496,41 @@ pub fn call(name: &str, a: &[Value]) -> Result<Value, String> {
                     .map_err(|why| format!("error calling {name}: {why}"))?,
             )
         }
-        // Go's argument order: the password first, so a pipeline feeds the archive or PEM last.
-        "pkcs12key" | "pkcs12keyPass" | "pkcs12cert" | "pkcs12certPass" => {
-            let pass = if name.ends_with("Pass") {
-                arity(2)?;
-                s(0)
+        "pkcs12key"
+        | "pkcs12keyPass"
+        | "pkcs12cert"
+        | "pkcs12certPass"
+        | "pemToPkcs12"
+        | "pemToPkcs12Pass"
+        | "fullPemToPkcs12"
+        | "fullPemToPkcs12Pass"
+        | "pemTruststoreToPKCS12"
+        | "pemTruststoreToPKCS12Pass" => {
+            // A `Pass` form takes the password too: first for the readers (Go's order, so a
+            // pipeline feeds them the archive), last for the writers.
+            let base = name.trim_end_matches("Pass");
+            let with_pass = usize::from(name.ends_with("Pass"));
+            let takes = if base.ends_with("PemToPkcs12") || base == "pemToPkcs12" {
+                2
             } else {
-                arity(1)?;
-                String::new()
+                1
             };
-            let archive = s(a.len() - 1);
-            let archive = binary::bytes(&archive);
-            let out = if name.starts_with("pkcs12key") {
-                pkcs12::key_pem(&pass, &archive)
-            } else {
-                pkcs12::cert_pem(&pass, &archive)
+            arity(takes + with_pass)?;
+            let reader = base.starts_with("pkcs12");
+            let pass = match (with_pass, reader) {
+                (0, _) => String::new(),
+                (_, true) => s(0),
+                (_, false) => s(takes),
+            };
+            let arg = |i: usize| s(i + if reader { with_pass } else { 0 });
+            let out = match base {
+                "pkcs12key" => pkcs12::key_pem(&pass, &binary::bytes(&arg(0))),
+                "pkcs12cert" => pkcs12::cert_pem(&pass, &binary::bytes(&arg(0))),
+                "pemToPkcs12" => pkcs12::from_pem(&arg(0), &arg(1), &pass, false),
+                "fullPemToPkcs12" => pkcs12::from_pem(&arg(0), &arg(1), &pass, true),
+                _ => pkcs12::truststore(&arg(0), &pass),
             };
             Value::String(out.map_err(|why| format!("error calling {name}: {why}"))?)
-        }
-        "pemToPkcs12" | "fullPemToPkcs12" | "pemToPkcs12Pass" | "fullPemToPkcs12Pass" => {
-            let pass = if name.ends_with("Pass") {
-                arity(3)?;
-                s(2)
-            } else {
-                arity(2)?;
-                String::new()
-            };
-            let full = name.starts_with("full");
-            Value::String(
-                pkcs12::from_pem(&s(0), &s(1), &pass, full)
-                    .map_err(|why| format!("error calling {name}: {why}"))?,
-            )
-        }
-        "pemTruststoreToPKCS12" | "pemTruststoreToPKCS12Pass" => {
-            let pass = if name.ends_with("Pass") {
-                arity(2)?;
-                s(1)
-            } else {
-                arity(1)?;
-                String::new()
-            };
-            Value::String(
-                pkcs12::truststore(&s(0), &pass)
-                    .map_err(|why| format!("error calling {name}: {why}"))?,
-            )
         }
         // Short-circuiting: the executor evaluates them.
         "and" | "or" => return Err(format!("{name} is evaluated by the executor")),

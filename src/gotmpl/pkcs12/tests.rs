@@ -10,6 +10,15 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}{name}")).expect("fixture")
 }
 
+/// The archive a writer template renders, decoded from its base64.
+fn written(template: &str, data: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = render(template, data, &Limits::default()).unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
 fn run(template: &str, secret: &str) -> Result<String, crate::gotmpl::Error> {
     render(template, &json!({ "secret": secret }), &Limits::default())
 }
@@ -118,16 +127,7 @@ fn our_archive_opens_with_openssl_when_it_is_installed() {
         return;
     }
     let data = json!({ "cert": fixture("cert.pem"), "key": fixture("key.pem") });
-    let b64 = render(
-        r#"{{ pemToPkcs12Pass .cert .key "s3" }}"#,
-        &data,
-        &Limits::default(),
-    )
-    .unwrap();
-    use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
+    let der = written(r#"{{ pemToPkcs12Pass .cert .key "s3" }}"#, &data);
     let path = std::env::temp_dir().join(format!("ves-pkcs12-{}.p12", std::process::id()));
     std::fs::write(&path, der).unwrap();
     let out = std::process::Command::new("openssl")
@@ -147,17 +147,8 @@ fn our_archive_opens_with_openssl_when_it_is_installed() {
 
 #[test]
 fn truststore_holds_every_certificate() {
-    use base64::Engine;
     let data = json!({ "c": fixture("cert.pem") + &fixture("other-cert.pem") });
-    let b64 = render(
-        r#"{{ pemTruststoreToPKCS12Pass .c "s3" }}"#,
-        &data,
-        &Limits::default(),
-    )
-    .unwrap();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
+    let der = written(r#"{{ pemTruststoreToPKCS12Pass .c "s3" }}"#, &data);
     let a = p12_keystore::Pkcs12Archive::from_pkcs12(&der, "s3").unwrap();
     assert_eq!(a.certs.len(), 2);
     assert!(a.certs.iter().all(|c| c.trusted));
