@@ -176,7 +176,7 @@ async fn run_store_loop<S: StoreObject>(
                 let name = store.name_any();
                 let ns = store.namespace();
                 for resend in retrigger.select(|o| {
-                    o.store() == Some((kind, name.as_str()))
+                    o.store().is_some_and(|(k, n)| k == kind && n == name)
                         && (ns.is_none() || o.namespace() == ns)
                 }) {
                     resend();

@@ -22,6 +22,7 @@ pub mod rollout_outcomes;
 mod run;
 pub mod schedule;
 mod secret_index;
+mod stored;
 pub mod template_sources;
 mod triggers;
 mod watches;

@@ -22,16 +22,10 @@ struct State {
     /// `metadata.generation` at the last sync attempt: a different one means the spec changed.
     generation: Option<i64>,
     /// Fingerprint of what we last wrote or confirmed, and the Secret's resourceVersion then.
-    written: Option<([u8; 32], String)>,
+    written: Option<([u8; 32], Box<str>)>,
     failures: u32,
     /// The `Ready` reason last reported (the gauge counts objects per reason).
     reason: &'static str,
-    /// Last warning Event (message, when).
-    last_warning: Option<(String, Instant)>,
-    /// Our recent restores of a Secret someone else changed.
-    restores: Restores,
-    /// A change event for a secret it reads arrived then, not yet synced.
-    changed_at: Option<Instant>,
     /// Since when it waits to be confirmed in sync: its last success, else its first attempt.
     waiting_since: Option<Instant>,
     /// Overdue once it has waited this long (three poll intervals); `None`: never polled.
@@ -39,9 +33,26 @@ struct State {
     /// Its poll phase at the last success (`schedule::next_poll`), for a refresh put off
     /// under overload to come back on its own slot.
     phase: Option<u64>,
-    /// A templated object's last render: digest of its inputs, fingerprint of the result
-    /// (boxed: most objects have no template).
-    rendered: Option<Box<([u8; 32], [u8; 32])>>,
+    /// What most objects never need, boxed: one pointer in the common case.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
+    /// Last warning Event (message, when).
+    last_warning: Option<(String, Instant)>,
+    /// Our recent restores of a Secret someone else changed.
+    restores: Restores,
+    /// A change event for a secret it reads arrived then, not yet synced.
+    changed_at: Option<Instant>,
+    /// A templated object's last render: digest of its inputs, fingerprint of the result.
+    rendered: Option<([u8; 32], [u8; 32])>,
+}
+
+impl State {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
 }
 
 pub struct Objects {
@@ -92,35 +103,41 @@ impl Objects {
 
     /// What we last wrote or confirmed: (fingerprint, resourceVersion).
     pub fn written(&self, uid: &str) -> Option<([u8; 32], String)> {
-        self.map().get(uid).and_then(|st| st.written.clone())
+        let map = self.map();
+        let (fingerprint, rv) = map.get(uid)?.written.as_ref()?;
+        Some((*fingerprint, rv.to_string()))
     }
 
     pub fn record_written(&self, uid: &str, fingerprint: [u8; 32], rv: String) {
-        self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv));
+        self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv.into()));
     }
 
     /// The fingerprint the last render gave from these inputs, if the inputs are the same.
     pub fn rendered_from(&self, uid: &str, inputs: &[u8; 32]) -> Option<[u8; 32]> {
         let map = self.map();
-        let (last_inputs, fingerprint) = **map.get(uid)?.rendered.as_ref()?;
+        let (last_inputs, fingerprint) = map.get(uid)?.rare.as_ref()?.rendered?;
         (last_inputs == *inputs).then_some(fingerprint)
     }
 
     pub fn record_rendered(&self, uid: &str, inputs: [u8; 32], fingerprint: [u8; 32]) {
-        self.map().entry(uid.to_string()).or_default().rendered =
-            Some(Box::new((inputs, fingerprint)));
+        self.map()
+            .entry(uid.to_string())
+            .or_default()
+            .rare()
+            .rendered = Some((inputs, fingerprint));
     }
 
     /// A change event says a secret the object reads changed: its next sync is urgent.
     pub fn changed(&self, uid: &str, at: Instant) {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
-        st.changed_at.get_or_insert(at);
+        st.rare().changed_at.get_or_insert(at);
     }
 
     /// When the pending change event arrived, if one did (cleared: this sync serves it).
     pub fn take_changed(&self, uid: &str) -> Option<Instant> {
-        self.map().get_mut(uid).and_then(|st| st.changed_at.take())
+        let mut map = self.map();
+        map.get_mut(uid)?.rare.as_mut()?.changed_at.take()
     }
 
     /// The sync succeeded (the Secret is confirmed in sync): failures and the last warning are
@@ -129,7 +146,9 @@ impl Objects {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
         st.failures = 0;
-        st.last_warning = None;
+        if let Some(rare) = st.rare.as_mut() {
+            rare.last_warning = None;
+        }
         st.waiting_since = Some(now);
         st.phase = Some(phase);
     }
@@ -174,12 +193,13 @@ impl Objects {
     pub fn warning_due(&self, uid: &str, message: &str, now: Instant) -> bool {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
-        let repeat = st
+        let rare = st.rare();
+        let repeat = rare
             .last_warning
             .as_ref()
             .is_some_and(|(m, at)| m == message && now.duration_since(*at) < WARNING_REPEAT);
         if !repeat {
-            st.last_warning = Some((message.to_string(), now));
+            rare.last_warning = Some((message.to_string(), now));
         }
         !repeat
     }
@@ -189,17 +209,18 @@ impl Objects {
     pub fn restore(&self, uid: &str, now: Instant) -> Option<usize> {
         let mut map = self.map();
         let st = map.entry(uid.to_string()).or_default();
-        if st.restores.would_loop(now) {
-            return Some(st.restores.count(now, false));
+        let restores = &mut st.rare().restores;
+        if restores.would_loop(now) {
+            return Some(restores.count(now, false));
         }
-        st.restores.count(now, true);
+        restores.count(now, true);
         None
     }
 
     /// A poll found the Secret as we left it.
     pub fn undisturbed(&self, uid: &str) {
-        if let Some(st) = self.map().get_mut(uid) {
-            st.restores.clear();
+        if let Some(rare) = self.map().get_mut(uid).and_then(|st| st.rare.as_mut()) {
+            rare.restores.clear();
         }
     }
 

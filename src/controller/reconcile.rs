@@ -12,14 +12,25 @@ use tracing::Instrument;
 
 use super::front_end::{Due, FrontEnd, Poll};
 use super::gate::Lane;
+use super::stored::Stored;
 use super::{report, schedule, write_loop, Context, Shared};
 use crate::config::Config;
 use crate::engine::write::{self, Write, MANAGER};
 use crate::engine::{fetch, find, inputs_digest, plan, render, DesiredSecret};
 use crate::error::Error;
 
-pub async fn reconcile<K: FrontEnd>(es: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile<K: FrontEnd>(
+    stored: Arc<Stored<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let shared = &ctx.shared;
+    let es = match stored.decode() {
+        Ok(es) => Arc::new(es),
+        Err(e) => {
+            tracing::error!(namespace = %stored.namespace().unwrap_or_default(), name = %stored.name_any(), error = %e, "not syncing");
+            return Ok(Action::await_change());
+        }
+    };
     if !es.handles(shared) || es.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -151,10 +162,12 @@ fn poll_interval(poll: Poll, config: &Config) -> Option<Duration> {
     }
 }
 
-pub fn error_policy<K: FrontEnd>(es: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    let failures = es.uid().map_or(1, |uid| ctx.shared.objects.failed(&uid));
-    let interval = match es.poll(&ctx.shared) {
-        Poll::Every(d) => d,
+pub fn error_policy<K: FrontEnd>(stored: Arc<Stored<K>>, err: &Error, ctx: Arc<Context>) -> Action {
+    let failures = stored
+        .uid()
+        .map_or(1, |uid| ctx.shared.objects.failed(&uid));
+    let interval = match stored.decode().map(|es| es.poll(&ctx.shared)) {
+        Ok(Poll::Every(d)) => d,
         _ => ctx.shared.config.poll_interval,
     };
     Action::requeue(schedule::failure_backoff(

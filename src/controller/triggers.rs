@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use tokio::sync::{mpsc, watch};
 
 use super::front_end::FrontEnd;
+use super::stored::Stored;
 use super::Shared;
 
 /// Rescheduled objects are spread over this much time, in `SPREAD_STEPS` batches.
@@ -31,19 +32,20 @@ pub trait ScopeObjects: Send + Sync {
 pub trait Picked {
     fn uid(&self) -> Option<String>;
     fn namespace(&self) -> Option<String>;
-    /// ESO: `(kind, name)` of the store the object reads through.
-    fn store(&self) -> Option<(&str, &str)>;
+    /// ESO: `(kind, name)` of the store the object reads through (decodes the object).
+    fn store(&self) -> Option<(String, String)>;
 }
 
-impl<K: FrontEnd> Picked for K {
+impl<K: FrontEnd> Picked for Stored<K> {
     fn uid(&self) -> Option<String> {
         ResourceExt::uid(self)
     }
     fn namespace(&self) -> Option<String> {
         ResourceExt::namespace(self)
     }
-    fn store(&self) -> Option<(&str, &str)> {
-        self.store_ref()
+    fn store(&self) -> Option<(String, String)> {
+        let es = self.decode().ok()?;
+        es.store_ref().map(|(k, n)| (k.to_string(), n.to_string()))
     }
 }
 
@@ -52,8 +54,8 @@ pub type Resend = Box<dyn FnOnce() + Send>;
 
 /// A scope's reflector store and the channel into its controller loop.
 pub struct Scope<K: FrontEnd> {
-    pub store: Store<K>,
-    pub tx: mpsc::UnboundedSender<ObjectRef<K>>,
+    pub store: Store<Stored<K>>,
+    pub tx: mpsc::UnboundedSender<ObjectRef<Stored<K>>>,
 }
 
 impl<K: FrontEnd> ScopeObjects for Scope<K> {
@@ -76,7 +78,7 @@ impl<K: FrontEnd> ScopeObjects for Scope<K> {
         self.store
             .state()
             .into_iter()
-            .filter(|o| o.handles(shared))
+            .filter(|o| o.decode().is_ok_and(|es| es.handles(shared)))
             .filter_map(|o| {
                 Some((
                     ResourceExt::uid(o.as_ref())?,

@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
-use kube::Api;
+use kube::{Api, Resource};
 use tokio::sync::{mpsc, watch};
 
 use super::front_end::FrontEnd;
+use super::stored::Stored;
 use super::triggers::Retrigger;
 use super::{error_policy, leader, reconcile, Context, SecretIndex, Shared};
 
@@ -25,7 +26,7 @@ use super::{error_policy, leader, reconcile, Context, SecretIndex, Shared};
 /// runtime keeps each started reconcile in a table that never shrinks (docs/benchmarks.md).
 const STARTED_SYNCS: u16 = 1024;
 
-pub type ScopeParts<K> = (BoxFuture<'static, ()>, Store<K>, Arc<SecretIndex>);
+pub type ScopeParts<K> = (BoxFuture<'static, ()>, Store<Stored<K>>, Arc<SecretIndex>);
 
 /// The watches and controller loop of one API in one namespace (`Some`) or in the whole
 /// cluster (`None`).
@@ -34,11 +35,12 @@ pub fn scope_controller<K: FrontEnd>(
     scope: Option<String>,
     shutdown: watch::Receiver<bool>,
     elected: Option<watch::Receiver<bool>>,
-    retriggered: mpsc::UnboundedReceiver<ObjectRef<K>>,
+    retriggered: mpsc::UnboundedReceiver<ObjectRef<Stored<K>>>,
 ) -> ScopeParts<K> {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
-    let (es_api, secret_api): (Api<K>, Api<PartialObjectMeta<Secret>>) = match &scope {
+    // The ExternalSecrets are kept packed (`Stored`): metadata, and the rest as JSON.
+    let (es_api, secret_api): (Api<Stored<K>>, Api<PartialObjectMeta<Secret>>) = match &scope {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
@@ -71,12 +73,11 @@ pub fn scope_controller<K: FrontEnd>(
     let es_stream = {
         let scope_name = scope_name.clone();
         let filter_shared = shared.clone();
+        // Decoding packs each object: only name, namespace, uid, resourceVersion, generation,
+        // spec and status are kept (`FrontEnd::trim`). The rest (kubectl's last-applied copy of
+        // the spec above all) would double an object's size in the store.
         watcher(es_api, wc)
             .default_backoff()
-            // Only name, namespace, uid, resourceVersion, generation, spec and status are read.
-            // The rest (kubectl's last-applied copy of the spec above all) would double an
-            // object's size in the store.
-            .modify(|es| es.trim())
             .reflect(es_writer)
             .applied_objects()
             // Status-only changes (our own patches) do not trigger a sync; spec changes do.
