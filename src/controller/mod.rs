@@ -1,8 +1,8 @@
 //! The controller: watches feed an ExternalSecret at a time to `reconcile`, which waits for a
 //! sync slot (`gate`), asks the KES front-end for a `SyncSpec`, runs the engine (fetch, render,
 //! write), then reports (`report`: status only on change, Events, metrics) and schedules the
-//! next poll (`schedule`). Per-object memory is `objects`; wiring (watches, leader election,
-//! Vault events, shutdown) is `run`.
+//! next poll (`schedule`). The watch keeps each object packed (`stored`); per-object memory is
+//! `objects`; wiring (watches, leader election, Vault events, shutdown) is `run`.
 
 mod audit_listener;
 mod credentials;
