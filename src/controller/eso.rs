@@ -17,7 +17,7 @@ use crate::api::eso::crd::ExternalSecret;
 use crate::api::eso::path::go_duration;
 use crate::api::eso::status::{self, Outcome};
 use crate::api::eso::store::{ClusterSecretStore, SecretStore, StoreSpec};
-use crate::api::eso::stores::{namespace_allowed, serves};
+use crate::api::eso::stores::{namespace_allowed, serves as class_serves};
 use crate::api::eso::translate::{
     store_kind, store_name, translate, Settings, StoreKind, StoreView, LAST_APPLIED,
 };
@@ -50,17 +50,23 @@ fn find_store(es: &ExternalSecret, shared: &Shared) -> Result<Option<Found>, Err
             "spec.secretStoreRef.name is required".into(),
         ));
     };
-    Ok(match store_kind(es)? {
+    let namespace = es.namespace().unwrap_or_default();
+    Ok(lookup(store_kind(es)?, name, &namespace, shared))
+}
+
+/// The store of this kind and name, as seen from `namespace`.
+fn lookup(kind: StoreKind, name: &str, namespace: &str, shared: &Shared) -> Option<Found> {
+    match kind {
         StoreKind::SecretStore => shared
             .eso
-            .secret_store(&ObjectRef::new(name).within(&es.namespace().unwrap_or_default()))
+            .secret_store(&ObjectRef::new(name).within(namespace))
             .map(Found::Namespaced),
         StoreKind::ClusterSecretStore => shared
             .eso
             .cluster_stores
             .get(&ObjectRef::new(name))
             .map(Found::Cluster),
-    })
+    }
 }
 
 impl FrontEnd for ExternalSecret {
@@ -70,13 +76,24 @@ impl FrontEnd for ExternalSecret {
         format!("{MANAGED_LABEL}={MANAGED_VALUE}")
     }
 
+    /// `spec.secretStoreRef`'s kind and name; `None` when the reference is invalid.
+    type Route = Option<(StoreKind, Box<str>)>;
+
+    fn route(&self) -> Self::Route {
+        Some((store_kind(self).ok()?, store_name(self)?.into()))
+    }
+
     /// Served when its store's `spec.controller` is our class. An object whose store is
-    /// missing is served (to report it) only without a class: next to ESO, it is ESO's.
-    fn handles(&self, shared: &Shared) -> bool {
+    /// missing (or whose reference is invalid) is served, to report it, only without a class:
+    /// next to ESO, it is ESO's.
+    fn serves(route: &Self::Route, namespace: &str, shared: &Shared) -> bool {
         let ours = shared.config.controller_class.as_deref();
-        match find_store(self, shared) {
-            Ok(Some(store)) => serves(store.spec().controller.as_deref(), ours),
-            Ok(None) | Err(_) => ours.is_none(),
+        match route
+            .as_ref()
+            .and_then(|(kind, name)| lookup(*kind, name, namespace, shared))
+        {
+            Some(store) => class_serves(store.spec().controller.as_deref(), ours),
+            None => ours.is_none(),
         }
     }
 
@@ -190,8 +207,8 @@ impl FrontEnd for ExternalSecret {
         .boxed()
     }
 
-    fn store_ref(&self) -> Option<(&str, &str)> {
-        Some((store_kind(self).ok()?.as_str(), store_name(self)?))
+    fn store_of(route: &Self::Route) -> Option<(&str, &str)> {
+        route.as_ref().map(|(kind, name)| (kind.as_str(), &**name))
     }
 
     fn trim(&mut self) {

@@ -50,8 +50,22 @@ pub trait FrontEnd:
     /// The label selector of this API's Secrets (the metadata-only Secret watch).
     fn secret_selector() -> String;
 
-    /// Whether this instance serves the object (`INSTANCE_ID`, `CONTROLLER_CLASS`).
-    fn handles(&self, shared: &Shared) -> bool;
+    /// What decides whether this instance serves the object, and which store it reads
+    /// through. Kept next to the packed object (`Stored`) so that the loops over every object
+    /// (pruning, store-change triggers) need not decode it.
+    type Route: Clone + Send + Sync + 'static;
+
+    fn route(&self) -> Self::Route;
+
+    /// Whether this instance serves an object of this route in `namespace` (`INSTANCE_ID`,
+    /// `CONTROLLER_CLASS`).
+    fn serves(route: &Self::Route, namespace: &str, shared: &Shared) -> bool;
+
+    /// Whether this instance serves the object.
+    fn handles(&self, shared: &Shared) -> bool {
+        let namespace = self.meta().namespace.as_deref().unwrap_or_default();
+        Self::serves(&self.route(), namespace, shared)
+    }
 
     /// Whether to sync now (before the gate; no request).
     fn due(&self, _shared: &Shared) -> Due {
@@ -72,9 +86,9 @@ pub trait FrontEnd:
         result: Result<&'a Write, &'a Error>,
     ) -> BoxFuture<'a, ()>;
 
-    /// The store this object reads through, `(kind, name)` (ESO), to resync it when the store
-    /// changes.
-    fn store_ref(&self) -> Option<(&str, &str)> {
+    /// The store an object of this route reads through, `(kind, name)` (ESO), to resync it
+    /// when the store changes.
+    fn store_of(_route: &Self::Route) -> Option<(&str, &str)> {
         None
     }
 

@@ -1,17 +1,16 @@
 //! Sync slots with two lanes: new and changed objects ahead of periodic refreshes.
 //!
-//! kube-runtime's scheduler hands out due objects in deadline order, so under a backlog (Vault
-//! slow, a burst of polls) a newly applied ExternalSecret would wait behind every overdue refresh
-//! (ESO #5045). The controller therefore lets kube-runtime start many more reconciles than there
-//! are slots (`run::STARTED_SYNCS`) and they queue here instead, where the urgent lane goes
-//! first.
+//! The queue hands out due objects in deadline order, so under a backlog (Vault slow, a burst
+//! of polls) a newly applied ExternalSecret would wait behind every overdue refresh (ESO #5045).
+//! The runner therefore starts many more syncs than there are slots (`runner::STARTED_SYNCS`)
+//! and they queue here instead, where the urgent lane goes first.
 //!
 //! Built from two fair (FIFO) tokio semaphores: `slots` holds the sync slots; periodic refreshes
 //! must first pass a one-permit `turnstile`, so at most one of them waits in `slots` at any time
 //! and an urgent sync queues behind that one at most — never behind the whole backlog.
 //!
 //! Overload: when more polls fall due than the slots can serve (50,000 objects polled every
-//! 30 s on two cores), the periodic lane would hold every reconcile kube-runtime may start, and
+//! 30 s on two cores), the periodic lane would hold every sync the runner may start, and
 //! a new object would wait for one of those to finish before it could even reach the urgent
 //! lane (docs/benchmarks.md: at 50,000, thousands of new objects were never synced). So the
 //! periodic lane is bounded: `periodic_full` tells a refresh to put itself off (it is requeued
@@ -34,7 +33,7 @@ pub enum Lane {
 }
 
 /// Periodic refreshes that may wait per sync slot before more are put off: enough that the slots
-/// never idle while refreshes are due, few enough that kube-runtime's started reconciles stay
+/// never idle while refreshes are due, few enough that the runner's started syncs stay
 /// mostly free for new objects.
 pub const PERIODIC_WAITING_PER_SLOT: usize = 4;
 

@@ -11,7 +11,7 @@ use super::report::{patch_status, STATUS_HEARTBEAT};
 use super::Shared;
 use crate::api::kes::crd::ExternalSecret;
 use crate::api::kes::status::{self, Outcome};
-use crate::api::kes::{self, handles};
+use crate::api::kes::{self, controller_id};
 use crate::engine::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::engine::{SyncSpec, Write};
 use crate::error::Error;
@@ -23,8 +23,16 @@ impl FrontEnd for ExternalSecret {
         format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
     }
 
-    fn handles(&self, shared: &Shared) -> bool {
-        handles(self, shared.config.instance_id.as_deref())
+    /// `spec.controllerId`, unset when empty.
+    type Route = Option<Box<str>>;
+
+    fn route(&self) -> Self::Route {
+        controller_id(self).map(Into::into)
+    }
+
+    /// `INSTANCE_ID` against `spec.controllerId`, as KES: equal, where unset equals unset.
+    fn serves(route: &Self::Route, _namespace: &str, shared: &Shared) -> bool {
+        route.as_deref() == shared.config.instance_id.as_deref()
     }
 
     fn spec(&self, shared: &Shared) -> Result<SyncSpec, Error> {

@@ -1,7 +1,7 @@
 //! The controller: watches feed an ExternalSecret at a time to `reconcile`, which waits for a
 //! sync slot (`gate`), asks the KES front-end for a `SyncSpec`, runs the engine (fetch, render,
 //! write), then reports (`report`: status only on change, Events, metrics) and schedules the
-//! next poll (`schedule`). The watch keeps each object packed (`stored`); per-object memory is
+//! next poll (`schedule`). Each scope's `runner` takes due objects from its `queue`. The watch keeps each object packed (`stored`); per-object memory is
 //! `objects`; wiring (watches, leader election, Vault events, shutdown) is `run`.
 
 mod audit_listener;
@@ -14,13 +14,16 @@ mod kes;
 mod leader;
 pub mod namespaces;
 mod objects;
+mod queue;
 mod readers;
 mod reconcile;
 mod report;
 pub mod rollout;
 pub mod rollout_outcomes;
 mod run;
+mod runner;
 pub mod schedule;
+mod scope_store;
 mod secret_index;
 mod stored;
 pub mod template_sources;

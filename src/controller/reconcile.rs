@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::Instrument;
 
 use super::front_end::{Due, FrontEnd, Poll};
 use super::gate::Lane;
+use super::runner::Next;
 use super::stored::Stored;
 use super::{report, schedule, write_loop, Context, Shared};
 use crate::config::Config;
@@ -22,33 +22,33 @@ use crate::error::Error;
 pub async fn reconcile<K: FrontEnd>(
     stored: Arc<Stored<K>>,
     ctx: Arc<Context>,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let shared = &ctx.shared;
     let es = match stored.decode() {
         Ok(es) => Arc::new(es),
         Err(e) => {
-            tracing::error!(namespace = %stored.namespace().unwrap_or_default(), name = %stored.name_any(), error = %e, "not syncing");
-            return Ok(Action::await_change());
+            tracing::error!(namespace = stored.namespace(), name = stored.name(), error = %e, "not syncing");
+            return Ok(Next::Await);
         }
     };
     if !es.handles(shared) || es.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     }
     if !shared.leading() {
         // A follower keeps its watches warm; on election every object is reconciled.
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     }
     let Some(uid) = es.uid() else {
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     };
     if !shared.namespaces.settled() {
         // KES's guard and ESO's store conditions cannot be decided before the Namespaces are
         // listed (readiness waits for it too); nothing is read or written meanwhile.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        return Ok(Next::After(Duration::from_secs(1)));
     }
     if let Due::Skip(why) = es.due(shared) {
         tracing::debug!(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any(), why, "not syncing");
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     }
     // New to this process or spec changed: someone waits for it. Else a poll or a retry.
     // A change event from Vault's audit stream makes it urgent too.
@@ -60,11 +60,11 @@ pub async fn reconcile<K: FrontEnd>(
     };
     if lane == Lane::Periodic && shared.gate.periodic_full() {
         // Overloaded: more refreshes due than the slots serve. This one tries again later
-        // rather than hold one of kube-runtime's started reconciles that a new object needs.
+        // rather than hold one of the started syncs that a new object needs.
         shared.metrics.refreshes_deferred.inc();
         let interval =
             poll_interval(es.poll(shared), &shared.config).unwrap_or(shared.config.poll_interval);
-        return Ok(Action::requeue(schedule::deferred(
+        return Ok(Next::After(schedule::deferred(
             shared.objects.phase(&uid),
             interval,
             now_ms(),
@@ -79,7 +79,7 @@ pub async fn reconcile<K: FrontEnd>(
     );
     let span = tracing::info_span!("sync", api = K::API, namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
     // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
-    // `run::STARTED_SYNCS` of them wait at the gate at once).
+    // `runner::STARTED_SYNCS` of them wait at the gate at once).
     Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
 }
 
@@ -89,13 +89,13 @@ async fn sync_and_report<K: FrontEnd>(
     uid: String,
     changed_at: Option<Instant>,
     ctx: &Context,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let shared = &ctx.shared;
     let _in_flight = shared.metrics.in_flight();
     let mut timer = shared.metrics.sync_timer();
     let result = sync(es.as_ref(), &uid, ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     }
     match &result {
         Ok((written, _, data_changed)) => {
@@ -135,13 +135,9 @@ async fn sync_and_report<K: FrontEnd>(
     let (_, phase, _) = result?;
     shared.objects.succeeded(&uid, phase, Instant::now());
     let Some(interval) = poll_interval(es.poll(shared), &shared.config) else {
-        return Ok(Action::await_change());
+        return Ok(Next::Await);
     };
-    Ok(Action::requeue(schedule::next_poll(
-        phase,
-        interval,
-        now_ms(),
-    )))
+    Ok(Next::After(schedule::next_poll(phase, interval, now_ms())))
 }
 
 /// Wall-clock milliseconds since the Unix epoch (poll slots are wall-clock aligned).
@@ -162,20 +158,23 @@ fn poll_interval(poll: Poll, config: &Config) -> Option<Duration> {
     }
 }
 
-pub fn error_policy<K: FrontEnd>(stored: Arc<Stored<K>>, err: &Error, ctx: Arc<Context>) -> Action {
-    let failures = stored
-        .uid()
-        .map_or(1, |uid| ctx.shared.objects.failed(&uid));
+/// When to retry after a failed sync.
+pub fn error_policy<K: FrontEnd>(
+    stored: Arc<Stored<K>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Duration {
+    let failures = ctx.shared.objects.failed(stored.uid());
     let interval = match stored.decode().map(|es| es.poll(&ctx.shared)) {
         Ok(Poll::Every(d)) => d,
         _ => ctx.shared.config.poll_interval,
     };
-    Action::requeue(schedule::failure_backoff(
+    schedule::failure_backoff(
         failures,
         err.is_transient(),
         interval,
         rand::random::<f64>(),
-    ))
+    )
 }
 
 /// Check and translate, fetch and render, write. Returns what was written, the poll phase, and

@@ -11,12 +11,13 @@ use futures::future::BoxFuture;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::audit_listener;
 use super::credentials::KubeCredentials;
 use super::eso_stores;
 use super::front_end::FrontEnd;
+use super::queue::Queue;
 use super::triggers::{reschedule_on_vault_events, Retrigger, Scope};
 use super::watches::{namespace_watch, scope_controller};
 use super::{leader, SecretIndex, Shared};
@@ -111,11 +112,16 @@ fn start_api<K: FrontEnd>(
     retrigger: &mut Retrigger,
 ) {
     for scope in scope_list(&shared.config) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (fut, store, secret_index) =
-            scope_controller::<K>(shared.clone(), scope, shutdown.clone(), elected.clone(), rx);
+        let queue = Arc::new(Queue::default());
+        let (fut, store, secret_index) = scope_controller::<K>(
+            shared.clone(),
+            scope,
+            shutdown.clone(),
+            elected.clone(),
+            queue.clone(),
+        );
         loops.push(fut);
-        retrigger.scopes.push(Box::new(Scope { store, tx }));
+        retrigger.scopes.push(Box::new(Scope { store, queue }));
         secret_indexes.push(secret_index);
     }
 }

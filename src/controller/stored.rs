@@ -4,20 +4,27 @@
 //! small allocations (every optional field, every string); the bytes are one (docs/benchmarks.md
 //! has the figures).
 
-use std::borrow::Cow;
+//! What the scope's store keeps of each ExternalSecret between syncs: what the runner, the
+//! triggers and the pruning read (`namespace/name`, uid, generation, `FrontEnd::Route`), and the
+//! rest of the (trimmed) object as compact JSON, decoded into the front-end's type when the
+//! object is synced. A decoded object is a tree of small allocations (every optional field,
+//! every string, `ObjectMeta`'s fifteen fields); the bytes are one (docs/benchmarks.md has the
+//! figures).
+
 use std::fmt;
 use std::marker::PhantomData;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
 
 use super::front_end::FrontEnd;
 use crate::error::Error;
 
-pub struct Stored<K> {
-    meta: ObjectMeta,
-    /// The object with its metadata emptied, as JSON.
+pub struct Stored<K: FrontEnd> {
+    /// `namespace/name`: the scope store's and the queue's key (one allocation for both).
+    key: Arc<str>,
+    uid: Box<str>,
+    generation: Option<i64>,
+    route: K::Route,
+    /// The object without name, namespace, uid and generation, as JSON.
     body: Box<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
@@ -25,15 +32,61 @@ pub struct Stored<K> {
 impl<K: FrontEnd> Stored<K> {
     pub fn new(mut obj: K) -> Self {
         obj.trim();
-        let meta = std::mem::take(obj.meta_mut());
+        let route = obj.route();
+        let meta = obj.meta_mut();
+        let key = super::queue::key(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        meta.namespace = None;
+        meta.name = None;
+        let uid = meta.uid.take().unwrap_or_default();
+        let generation = meta.generation.take();
         // Serializing a value that was just deserialized cannot fail; if it did, the empty
         // body fails to decode and the sync reports it.
         let body = pack(&obj).unwrap_or_default();
         Stored {
-            meta,
+            key: key.into(),
+            uid: uid.into(),
+            generation,
+            route,
             body: body.into_boxed_slice(),
             kind: PhantomData,
         }
+    }
+
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// Shares an equal key's allocation (the object's previous version's).
+    pub fn share_key(&mut self, key: &Arc<str>) {
+        if *self.key == **key {
+            self.key = key.clone();
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.key.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    pub fn name(&self) -> &str {
+        self.key
+            .split_once('/')
+            .map_or(&*self.key, |(_, name)| name)
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Which instance serves it, which store it reads through (`FrontEnd::Route`).
+    pub fn route(&self) -> &K::Route {
+        &self.route
     }
 
     /// The object as the front-end reads it.
@@ -42,7 +95,11 @@ impl<K: FrontEnd> Stored<K> {
         let mut obj: K = serde_json::from_slice(&self.body).map_err(|_| {
             Error::InvalidSpec("the stored copy of the object cannot be decoded".into())
         })?;
-        *obj.meta_mut() = self.meta.clone();
+        let meta = obj.meta_mut();
+        meta.namespace = Some(self.namespace().to_string());
+        meta.name = Some(self.name().to_string());
+        meta.uid = Some(self.uid.to_string()).filter(|u| !u.is_empty());
+        meta.generation = self.generation;
         Ok(obj)
     }
 }
@@ -76,54 +133,11 @@ fn drop_nulls(v: &mut serde_json::Value) {
     }
 }
 
-impl<K: FrontEnd> Resource for Stored<K> {
-    type DynamicType = ();
-    type Scope = K::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        K::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        K::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.meta
-    }
-}
-
-/// The watch decodes the apiserver's JSON as the front-end's type, then packs it.
-impl<'de, K: FrontEnd> Deserialize<'de> for Stored<K> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        K::deserialize(d).map(Stored::new)
-    }
-}
-
-// Derives would require `K: Clone` / `K: Debug` of the marker too.
-impl<K> Clone for Stored<K> {
-    fn clone(&self) -> Self {
-        Stored {
-            meta: self.meta.clone(),
-            body: self.body.clone(),
-            kind: PhantomData,
-        }
-    }
-}
-
 /// Metadata only: the body is not logged.
-impl<K> fmt::Debug for Stored<K> {
+impl<K: FrontEnd> fmt::Debug for Stored<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stored")
-            .field("namespace", &self.meta.namespace)
-            .field("name", &self.meta.name)
+            .field("key", &self.key)
             .field("bytes", &self.body.len())
             .finish()
     }
@@ -134,6 +148,10 @@ mod tests {
     use super::*;
     use crate::api::kes::crd::ExternalSecret;
     use serde_json::json;
+
+    fn packed(v: serde_json::Value) -> Stored<ExternalSecret> {
+        Stored::new(serde_json::from_value(v).unwrap())
+    }
 
     fn kes() -> serde_json::Value {
         json!({
@@ -159,7 +177,7 @@ mod tests {
 
     #[test]
     fn decodes_to_the_trimmed_object() {
-        let stored: Stored<ExternalSecret> = serde_json::from_value(kes()).unwrap();
+        let stored = packed(kes());
         let mut want: ExternalSecret = serde_json::from_value(kes()).unwrap();
         want.trim();
         let got = stored.decode().unwrap();
@@ -168,21 +186,39 @@ mod tests {
             serde_json::to_value(&want).unwrap()
         );
         // What the scheduler and triggers read needs no decoding.
-        assert_eq!(stored.meta().uid.as_deref(), Some("u-1"));
-        assert_eq!(stored.meta().generation, Some(2));
-        assert!(stored.meta().managed_fields.is_none());
-        assert!(!String::from_utf8_lossy(&stored.body).contains("last-applied"));
+        assert_eq!(stored.uid(), "u-1");
+        assert_eq!(stored.generation(), Some(2));
+        assert_eq!((stored.namespace(), stored.name()), ("team-a", "db"));
+        let body = String::from_utf8_lossy(&stored.body);
+        assert!(!body.contains("last-applied"));
+        assert!(!body.contains("managedFields"));
+        // Kept once, outside the body.
+        assert!(!body.contains("u-1") && !body.contains("team-a"), "{body}");
+    }
+
+    #[test]
+    fn the_route_is_read_once_at_watch_time() {
+        let stored = packed(kes());
+        assert_eq!(stored.route(), &None);
+        let mut o = kes();
+        o["spec"]["controllerId"] = json!("blue");
+        let stored = packed(o.clone());
+        assert_eq!(stored.route().as_deref(), Some("blue"));
+        // Empty is unset, as in KES.
+        o["spec"]["controllerId"] = json!("");
+        let stored = packed(o);
+        assert_eq!(stored.route(), &None);
     }
 
     #[test]
     fn absent_fields_are_not_kept_as_nulls_unless_they_mean_something() {
-        let stored: Stored<ExternalSecret> = serde_json::from_value(kes()).unwrap();
+        let stored = packed(kes());
         let body = String::from_utf8_lossy(&stored.body).to_string();
         assert!(!body.contains("null"), "{body}");
         // KES's free-form `template`: a null there is the user's, and it is kept.
         let mut o = kes();
         o["spec"]["template"] = json!({"metadata": {"labels": {"x": null}}});
-        let stored: Stored<ExternalSecret> = serde_json::from_value(o.clone()).unwrap();
+        let stored = packed(o.clone());
         let want: ExternalSecret = serde_json::from_value(o).unwrap();
         assert_eq!(
             serde_json::to_value(stored.decode().unwrap().spec).unwrap(),
@@ -192,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_broken_body_gives_an_error_without_its_bytes() {
-        let mut stored: Stored<ExternalSecret> = serde_json::from_value(kes()).unwrap();
+        let mut stored = packed(kes());
         stored.body = br#"{"spec": "hunter2"}"#.to_vec().into_boxed_slice();
         let e = stored.decode().unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");

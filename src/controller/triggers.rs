@@ -1,16 +1,15 @@
-//! Sends ExternalSecrets back to their scope's controller loop out of schedule: when Vault (or
+//! Makes ExternalSecrets due out of schedule: when Vault (or
 //! a login) works again after failing, when an outage is confirmed, or when a Namespace's guard
 //! changed (`watches`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::front_end::FrontEnd;
+use super::queue::Queue;
+use super::scope_store::ScopeStore;
 use super::stored::Stored;
 use super::Shared;
 
@@ -32,30 +31,29 @@ pub trait ScopeObjects: Send + Sync {
 pub trait Picked {
     fn uid(&self) -> Option<String>;
     fn namespace(&self) -> Option<String>;
-    /// ESO: `(kind, name)` of the store the object reads through (decodes the object).
-    fn store(&self) -> Option<(String, String)>;
+    /// ESO: `(kind, name)` of the store the object reads through.
+    fn store(&self) -> Option<(&str, &str)>;
 }
 
 impl<K: FrontEnd> Picked for Stored<K> {
     fn uid(&self) -> Option<String> {
-        ResourceExt::uid(self)
+        Some(Stored::uid(self).to_string())
     }
     fn namespace(&self) -> Option<String> {
-        ResourceExt::namespace(self)
+        Some(Stored::namespace(self).to_string())
     }
-    fn store(&self) -> Option<(String, String)> {
-        let es = self.decode().ok()?;
-        es.store_ref().map(|(k, n)| (k.to_string(), n.to_string()))
+    fn store(&self) -> Option<(&str, &str)> {
+        K::store_of(self.route())
     }
 }
 
-/// Sends one object back to its controller loop.
+/// Makes one object due now.
 pub type Resend = Box<dyn FnOnce() + Send>;
 
-/// A scope's reflector store and the channel into its controller loop.
+/// A scope's reflector store and its queue of due objects.
 pub struct Scope<K: FrontEnd> {
-    pub store: Store<Stored<K>>,
-    pub tx: mpsc::UnboundedSender<ObjectRef<Stored<K>>>,
+    pub store: Arc<ScopeStore<K>>,
+    pub queue: Arc<Queue>,
 }
 
 impl<K: FrontEnd> ScopeObjects for Scope<K> {
@@ -65,11 +63,9 @@ impl<K: FrontEnd> ScopeObjects for Scope<K> {
             .into_iter()
             .filter(|o| pick(o.as_ref()))
             .map(|o| {
-                let r = ObjectRef::from_obj(o.as_ref());
-                let tx = self.tx.clone();
-                Box::new(move || {
-                    let _ = tx.send(r);
-                }) as Resend
+                let key = o.key().clone();
+                let queue = self.queue.clone();
+                Box::new(move || queue.now(&key)) as Resend
             })
             .collect()
     }
@@ -78,22 +74,19 @@ impl<K: FrontEnd> ScopeObjects for Scope<K> {
         self.store
             .state()
             .into_iter()
-            .filter(|o| o.decode().is_ok_and(|es| es.handles(shared)))
-            .filter_map(|o| {
-                Some((
-                    ResourceExt::uid(o.as_ref())?,
-                    ResourceExt::namespace(o.as_ref())?,
-                    o.name_any(),
-                ))
+            .filter(|o| K::serves(o.route(), o.namespace(), shared))
+            .map(|o| {
+                (
+                    o.uid().to_string(),
+                    o.namespace().to_string(),
+                    o.name().to_string(),
+                )
             })
             .collect()
     }
 
     fn ready(&self) -> bool {
-        self.store
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
+        self.store.listed()
     }
 }
 

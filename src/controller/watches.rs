@@ -1,32 +1,25 @@
-//! The watches of one scope (a namespace, or the whole cluster): ExternalSecrets into a
-//! controller loop, our Secrets' metadata into the Secrets index, and the Namespaces' guard
+//! The watches of one scope (a namespace, or the whole cluster): ExternalSecrets into the
+//! scope's queue and runner, our Secrets' metadata into the Secrets index, and the Namespaces' guard
 //! annotations into `Shared::namespaces`.
 
 use std::future::ready;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
-use kube::{Api, Resource};
-use tokio::sync::{mpsc, watch};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use tokio::sync::watch;
 
 use super::front_end::FrontEnd;
-use super::stored::Stored;
+use super::queue::Queue;
+use super::scope_store::ScopeStore;
 use super::triggers::Retrigger;
-use super::{error_policy, leader, reconcile, Context, SecretIndex, Shared};
+use super::{leader, runner, Context, SecretIndex, Shared};
 
-/// Reconciles kube-runtime may start at once. They wait at `Shared::gate`, which holds the
-/// SYNC_CONCURRENCY slots and lets new and changed objects overtake periodic refreshes; kube-
-/// runtime itself hands out due objects in deadline order. So a new object overtakes up to this
-/// many queued refreshes; beyond that it waits in kube-runtime's queue. Not unbounded: kube-
-/// runtime keeps each started reconcile in a table that never shrinks (docs/benchmarks.md).
-const STARTED_SYNCS: u16 = 1024;
-
-pub type ScopeParts<K> = (BoxFuture<'static, ()>, Store<Stored<K>>, Arc<SecretIndex>);
+pub type ScopeParts<K> = (BoxFuture<'static, ()>, Arc<ScopeStore<K>>, Arc<SecretIndex>);
 
 /// The watches and controller loop of one API in one namespace (`Some`) or in the whole
 /// cluster (`None`).
@@ -35,12 +28,11 @@ pub fn scope_controller<K: FrontEnd>(
     scope: Option<String>,
     shutdown: watch::Receiver<bool>,
     elected: Option<watch::Receiver<bool>>,
-    retriggered: mpsc::UnboundedReceiver<ObjectRef<Stored<K>>>,
+    queue: Arc<Queue>,
 ) -> ScopeParts<K> {
     let client = shared.client.clone();
     // `Api<PartialObjectMeta<_>>` lists and watches metadata only.
-    // The ExternalSecrets are kept packed (`Stored`): metadata, and the rest as JSON.
-    let (es_api, secret_api): (Api<Stored<K>>, Api<PartialObjectMeta<Secret>>) = match &scope {
+    let (es_api, secret_api): (Api<K>, Api<PartialObjectMeta<Secret>>) = match &scope {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
@@ -69,24 +61,53 @@ pub fn scope_controller<K: FrontEnd>(
             })
     };
 
-    let (es_store, es_writer) = reflector::store();
-    let es_stream = {
+    let es_store = Arc::new(ScopeStore::<K>::default());
+    let es_watch = {
         let scope_name = scope_name.clone();
-        let filter_shared = shared.clone();
-        // Decoding packs each object: only name, namespace, uid, resourceVersion, generation,
-        // spec and status are kept (`FrontEnd::trim`). The rest (kubectl's last-applied copy of
-        // the spec above all) would double an object's size in the store.
+        let shared = shared.clone();
+        let store = es_store.clone();
+        let queue = queue.clone();
+        // The store keeps each object packed (`Stored`): of its metadata only name, namespace,
+        // uid, resourceVersion, generation (`FrontEnd::trim`). The rest (kubectl's last-applied
+        // copy of the spec above all) would double an object's size.
         watcher(es_api, wc)
             .default_backoff()
-            .reflect(es_writer)
-            .applied_objects()
-            // Status-only changes (our own patches) do not trigger a sync; spec changes do.
-            .try_filter(move |es| ready(filter_shared.needs_sync(es.meta())))
-            .inspect(move |r| {
-                if let Err(e) = r {
-                    tracing::warn!(namespace = %scope_name, api = K::API, error = %e, "ExternalSecret watch error; retrying");
+            .for_each(move |ev| {
+                match ev {
+                    Ok(ev) => {
+                        // Status-only changes (our own patches) do not trigger a sync; spec
+                        // changes do.
+                        if let Some(es) = store.apply(ev) {
+                            if shared.objects.needs_sync(es.uid(), es.generation()) {
+                                queue.now(es.key());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace = %scope_name, api = K::API, error = %e, "ExternalSecret watch error; retrying");
+                    }
                 }
+                ready(())
             })
+    };
+
+    // Followers sync nothing; on election, every object is synced once.
+    let elections = {
+        let store = es_store.clone();
+        let queue = queue.clone();
+        async move {
+            if let Some(elected) = elected {
+                leader::on_election(elected)
+                    .for_each(|()| {
+                        for o in store.state() {
+                            queue.now(o.key());
+                        }
+                        ready(())
+                    })
+                    .await;
+            }
+            std::future::pending::<()>().await;
+        }
     };
 
     let ctx = Arc::new(Context {
@@ -94,35 +115,16 @@ pub fn scope_controller<K: FrontEnd>(
         secrets: secrets.clone(),
     });
     let mut shutdown = shutdown;
-    let retriggered = futures::stream::unfold(retriggered, |mut rx| async move {
-        rx.recv().await.map(|r| (r, rx))
+    let runner = runner::run(es_store.clone(), queue, ctx, async move {
+        let _ = shutdown.wait_for(|s| *s).await;
     });
-    let mut controller = Controller::for_stream(es_stream, es_store.clone())
-        .with_config(controller::Config::default().concurrency(STARTED_SYNCS))
-        .reconcile_on(retriggered);
-    if let Some(elected) = elected {
-        // Followers ignore their triggers; on election, reconcile everything once.
-        controller = controller.reconcile_all_on(leader::on_election(elected));
-    }
-    let controller = controller
-        .graceful_shutdown_on(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        // Boxed: every due object's reconcile is started at once and waits at the gate; kube-
-        // runtime keeps those futures inline in its own tables.
-        .run(|es, ctx| reconcile(es, ctx).boxed(), error_policy::<K>, ctx)
-        .for_each(|r| {
-            if let Err(e) = r {
-                // Reconcile errors were logged with their object already.
-                tracing::trace!(error = %e, "controller");
-            }
-            ready(())
-        });
 
     let fut = async move {
         tokio::select! {
-            _ = controller => {}
+            _ = runner => {}
+            _ = es_watch => {}
             _ = secret_watch => {}
+            _ = elections => {}
         }
     }
     .boxed();

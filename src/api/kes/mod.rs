@@ -14,7 +14,7 @@ pub use translate::{translate, Defaults};
 
 use crd::ExternalSecret;
 
-/// `INSTANCE_ID` against `spec.controllerId`, as KES: equal, where unset equals unset.
-pub fn handles(es: &ExternalSecret, instance_id: Option<&str>) -> bool {
-    es.spec.controller_id.as_deref().filter(|s| !s.is_empty()) == instance_id
+/// `spec.controllerId`, which `INSTANCE_ID` must equal (unset equals unset, empty is unset).
+pub fn controller_id(es: &ExternalSecret) -> Option<&str> {
+    es.spec.controller_id.as_deref().filter(|s| !s.is_empty())
 }

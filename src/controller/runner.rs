@@ -1,0 +1,246 @@
+//! One scope's controller loop: objects fall due in the `Queue` (a change, a trigger, a poll, a
+//! retry) and their syncs run — one at a time per object, at most `STARTED_SYNCS` at once (they
+//! then wait at the gate for a sync slot). An object triggered while its sync runs is synced
+//! again right after.
+//!
+//! kube-runtime's `Controller` did this before. Per object, its scheduler kept two copies of
+//! the full reference; and its runner polled every started sync whenever any of them woke,
+//! which at 1,024 started syncs was an eighth of the controller's CPU (docs/benchmarks.md).
+//! Here each sync is a task that the runtime wakes alone.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::task::JoinSet;
+
+use super::front_end::FrontEnd;
+use super::queue::Queue;
+use super::scope_store::ScopeStore;
+use super::stored::Stored;
+use super::{error_policy, reconcile, Context};
+
+/// Syncs started at once. They wait at `Shared::gate`, which holds the SYNC_CONCURRENCY slots
+/// and lets new and changed objects overtake periodic refreshes, while the queue hands out due
+/// objects in deadline order. So a new object overtakes up to this many queued refreshes; beyond
+/// that it waits in the queue. Bounded, as each started sync holds its decoded object.
+pub const STARTED_SYNCS: usize = 1024;
+
+/// What a finished sync asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Sync again after this long (the next poll, or a retry).
+    After(Duration),
+    /// Only when the object changes or is triggered.
+    Await,
+}
+
+/// Runs the scope's syncs until `shutdown`; then lets the running ones finish (a write is never
+/// cut in half) and returns.
+pub async fn run<K: FrontEnd>(
+    store: Arc<ScopeStore<K>>,
+    queue: Arc<Queue>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()>,
+) {
+    drive(store, queue, shutdown, move |obj| {
+        sync_once(obj, ctx.clone())
+    })
+    .await;
+}
+
+/// The loop of `run`, for any sync (`None`: sync again when the object changes).
+async fn drive<K, F>(
+    store: Arc<ScopeStore<K>>,
+    queue: Arc<Queue>,
+    shutdown: impl Future<Output = ()>,
+    sync: impl Fn(Arc<Stored<K>>) -> F,
+) where
+    K: FrontEnd,
+    F: Future<Output = Option<Duration>> + Send + 'static,
+{
+    let mut running = JoinSet::<(Arc<str>, Option<Duration>)>::new();
+    let mut active: HashSet<Arc<str>> = HashSet::new();
+    let mut again: HashSet<Arc<str>> = HashSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = running.join_next() => {
+                // Panics are caught inside the task, so a task always joins.
+                let Ok((key, next)) = done else { continue };
+                active.remove(&key);
+                if let Some(after) = next {
+                    queue.schedule(&key, after);
+                }
+                if again.remove(&key) {
+                    queue.schedule(&key, Duration::ZERO);
+                }
+            }
+            key = queue.next_due(), if running.len() < STARTED_SYNCS => {
+                if active.contains(&key) {
+                    again.insert(key);
+                    continue;
+                }
+                // Gone since it was scheduled: nothing to do.
+                let Some(obj) = store.get(&key) else { continue };
+                active.insert(key.clone());
+                let sync = sync(obj);
+                running.spawn(async move { (key, sync.await) });
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// One sync and when to sync the object next (`None`: when it changes).
+async fn sync_once<K: FrontEnd>(obj: Arc<Stored<K>>, ctx: Arc<Context>) -> Option<Duration> {
+    match AssertUnwindSafe(reconcile(obj.clone(), ctx.clone()))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(Next::After(after))) => Some(after),
+        Ok(Ok(Next::Await)) => None,
+        Ok(Err(e)) => Some(error_policy(obj, &e, ctx)),
+        Err(_) => {
+            tracing::error!(
+                api = K::API,
+                namespace = obj.namespace(),
+                name = obj.name(),
+                "sync panicked; trying again at the next poll"
+            );
+            Some(ctx.shared.config.poll_interval)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kes::crd::ExternalSecret;
+    use kube::runtime::watcher;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn k(key: &str) -> Arc<str> {
+        Arc::from(key)
+    }
+
+    fn store(names: &[&str]) -> Arc<ScopeStore<ExternalSecret>> {
+        let store = Arc::new(ScopeStore::default());
+        for name in names {
+            let es = serde_json::from_value(serde_json::json!({
+                "apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
+                "metadata": {"name": name, "namespace": "a", "uid": name},
+                "spec": {"backendType": "vault", "data": []}
+            }))
+            .unwrap();
+            store.apply(watcher::Event::Apply(es));
+        }
+        store
+    }
+
+    /// Each sync's (name, start, end), a sync taking `takes`.
+    type Log = Arc<Mutex<Vec<(String, Duration, Duration)>>>;
+
+    fn syncs(
+        log: Log,
+        takes: Duration,
+        next: Option<Duration>,
+    ) -> impl Fn(Arc<Stored<ExternalSecret>>) -> futures::future::BoxFuture<'static, Option<Duration>>
+    {
+        let t0 = Instant::now();
+        move |obj| {
+            let log = log.clone();
+            async move {
+                let start = t0.elapsed();
+                tokio::time::sleep(takes).await;
+                log.lock()
+                    .unwrap()
+                    .push((obj.name().to_string(), start, t0.elapsed()));
+                next
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_during_a_sync_runs_it_again_after_never_alongside() {
+        let queue = Arc::new(Queue::default());
+        let log = Log::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(drive(
+            store(&["x"]),
+            queue.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            syncs(log.clone(), 10 * S, None),
+        ));
+        queue.now(&k("a/x"));
+        tokio::time::sleep(2 * S).await;
+        queue.now(&k("a/x"));
+        queue.now(&k("a/x"));
+        tokio::time::sleep(30 * S).await;
+        let _ = stop.send(());
+        runner.await.unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                ("x".to_string(), Duration::ZERO, 10 * S),
+                ("x".to_string(), 10 * S, 20 * S)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_outcome_schedules_the_next_sync_and_gone_objects_are_skipped() {
+        let queue = Arc::new(Queue::default());
+        let log = Log::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(drive(
+            store(&["x"]),
+            queue.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            syncs(log.clone(), S, Some(30 * S)),
+        ));
+        queue.now(&k("a/x"));
+        queue.now(&k("a/gone"));
+        tokio::time::sleep(65 * S).await;
+        let _ = stop.send(());
+        runner.await.unwrap();
+        let starts: Vec<_> = log.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
+        assert_eq!(starts, [Duration::ZERO, 31 * S, 62 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_lets_running_syncs_finish_and_starts_no_more() {
+        let queue = Arc::new(Queue::default());
+        let log = Log::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(drive(
+            store(&["x", "y"]),
+            queue.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            syncs(log.clone(), 10 * S, None),
+        ));
+        queue.now(&k("a/x"));
+        tokio::time::sleep(S).await;
+        queue.schedule(&k("a/y"), 5 * S);
+        let _ = stop.send(());
+        runner.await.unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log, [("x".to_string(), Duration::ZERO, 10 * S)]);
+    }
+}
