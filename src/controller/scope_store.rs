@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kube::runtime::watcher;
 
 use super::front_end::FrontEnd;
+use super::queue::key;
 use super::stored::Stored;
 
 pub struct ScopeStore<K: FrontEnd> {
@@ -58,8 +59,12 @@ impl<K: FrontEnd> ScopeStore<K> {
             }
             watcher::Event::Apply(obj) => Some(self.insert(obj)),
             watcher::Event::Delete(obj) => {
-                let gone = Stored::new(obj);
-                self.write().remove(gone.key());
+                let meta = obj.meta();
+                let key = key(
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                self.write().remove(key.as_str());
                 None
             }
         }
