@@ -61,12 +61,6 @@ pub trait FrontEnd:
     /// `CONTROLLER_CLASS`).
     fn serves(route: &Self::Route, namespace: &str, shared: &Shared) -> bool;
 
-    /// Whether this instance serves the object.
-    fn handles(&self, shared: &Shared) -> bool {
-        let namespace = self.meta().namespace.as_deref().unwrap_or_default();
-        Self::serves(&self.route(), namespace, shared)
-    }
-
     /// Whether to sync now (before the gate; no request).
     fn due(&self, _shared: &Shared) -> Due {
         Due::Sync

@@ -45,8 +45,6 @@ use std::sync::Arc;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use crate::api::kes::Defaults;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -135,15 +133,6 @@ impl Shared {
     pub fn set_leading(&self, leading: bool) {
         self.leading.store(leading, Ordering::Release);
         self.metrics.leader.set(i64::from(leading));
-    }
-
-    /// Whether a watch event can need a sync (new to this process, or its spec changed). Our
-    /// own status patches and label edits cannot.
-    pub fn needs_sync(&self, meta: &ObjectMeta) -> bool {
-        match meta.uid.as_deref() {
-            Some(uid) => self.objects.needs_sync(uid, meta.generation),
-            None => true,
-        }
     }
 }
 

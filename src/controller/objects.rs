@@ -28,8 +28,8 @@ struct State {
     reason: &'static str,
     /// Since when it waits to be confirmed in sync: its last success, else its first attempt.
     waiting_since: Option<Instant>,
-    /// Overdue once it has waited this long (three poll intervals); `None`: never polled.
-    overdue_after: Option<Duration>,
+    /// Its poll interval at its last sync (overdue after three of them); `None`: not polled.
+    poll: Option<Duration>,
     /// Its poll phase at the last success (`schedule::next_poll`), for a refresh put off
     /// under overload to come back on its own slot.
     phase: Option<u64>,
@@ -80,15 +80,22 @@ impl Objects {
         let st = map.entry(uid.to_string()).or_default();
         st.generation = generation;
         st.waiting_since.get_or_insert(now);
-        st.overdue_after = poll.map(|p| p.saturating_mul(OVERDUE_INTERVALS));
+        st.poll = poll;
+    }
+
+    /// Its poll interval at its last sync, if it is polled.
+    pub fn poll_interval(&self, uid: &str) -> Option<Duration> {
+        self.map().get(uid).and_then(|st| st.poll)
     }
 
     /// How many objects have not been confirmed in sync for longer than three poll intervals.
     pub fn overdue(&self, now: Instant) -> usize {
         self.map()
             .values()
-            .filter(|st| match (st.waiting_since, st.overdue_after) {
-                (Some(since), Some(after)) => now.saturating_duration_since(since) > after,
+            .filter(|st| match (st.waiting_since, st.poll) {
+                (Some(since), Some(poll)) => {
+                    now.saturating_duration_since(since) > poll.saturating_mul(OVERDUE_INTERVALS)
+                }
                 _ => false,
             })
             .count()

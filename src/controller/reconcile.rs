@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use tracing::Instrument;
 
 use super::front_end::{Due, FrontEnd, Poll};
@@ -24,36 +24,25 @@ pub async fn reconcile<K: FrontEnd>(
     ctx: Arc<Context>,
 ) -> Result<Next, Error> {
     let shared = &ctx.shared;
-    let es = match stored.decode() {
-        Ok(es) => Arc::new(es),
-        Err(e) => {
-            tracing::error!(namespace = stored.namespace(), name = stored.name(), error = %e, "not syncing");
-            return Ok(Next::Await);
-        }
-    };
-    if !es.handles(shared) || es.meta().deletion_timestamp.is_some() {
+    // Up to `runner::STARTED_SYNCS` syncs wait at the gate at once: until they have a slot, they
+    // look only at what the store keeps outside the packed object, and decode it after.
+    if !K::serves(stored.route(), stored.namespace(), shared) {
         return Ok(Next::Await);
     }
     if !shared.leading() {
         // A follower keeps its watches warm; on election every object is reconciled.
         return Ok(Next::Await);
     }
-    let Some(uid) = es.uid() else {
-        return Ok(Next::Await);
-    };
+    let uid = stored.uid().to_string();
     if !shared.namespaces.settled() {
         // KES's guard and ESO's store conditions cannot be decided before the Namespaces are
         // listed (readiness waits for it too); nothing is read or written meanwhile.
         return Ok(Next::After(Duration::from_secs(1)));
     }
-    if let Due::Skip(why) = es.due(shared) {
-        tracing::debug!(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any(), why, "not syncing");
-        return Ok(Next::Await);
-    }
     // New to this process or spec changed: someone waits for it. Else a poll or a retry.
     // A change event from Vault's audit stream makes it urgent too.
     let changed_at = shared.objects.take_changed(&uid);
-    let lane = if shared.needs_sync(es.meta()) || changed_at.is_some() {
+    let lane = if shared.objects.needs_sync(&uid, stored.generation()) || changed_at.is_some() {
         Lane::Urgent
     } else {
         Lane::Periodic
@@ -62,8 +51,10 @@ pub async fn reconcile<K: FrontEnd>(
         // Overloaded: more refreshes due than the slots serve. This one tries again later
         // rather than hold one of the started syncs that a new object needs.
         shared.metrics.refreshes_deferred.inc();
-        let interval =
-            poll_interval(es.poll(shared), &shared.config).unwrap_or(shared.config.poll_interval);
+        let interval = shared
+            .objects
+            .poll_interval(&uid)
+            .unwrap_or(shared.config.poll_interval);
         return Ok(Next::After(schedule::deferred(
             shared.objects.phase(&uid),
             interval,
@@ -71,15 +62,38 @@ pub async fn reconcile<K: FrontEnd>(
         )));
     }
     let _slot = shared.gate.acquire(lane).await;
+    let es = match stored.decode() {
+        Ok(es) => Arc::new(es),
+        Err(e) => {
+            tracing::error!(namespace = stored.namespace(), name = stored.name(), error = %e, "not syncing");
+            return Ok(Next::Await);
+        }
+    };
+    if es.meta().deletion_timestamp.is_some() {
+        return Ok(Next::Await);
+    }
+    if let Due::Skip(why) = es.due(shared) {
+        tracing::debug!(
+            namespace = stored.namespace(),
+            name = stored.name(),
+            why,
+            "not syncing"
+        );
+        return Ok(Next::Await);
+    }
     shared.objects.begin(
         &uid,
         es.meta().generation,
         poll_interval(es.poll(shared), &shared.config),
         Instant::now(),
     );
-    let span = tracing::info_span!("sync", api = K::API, namespace = %es.namespace().unwrap_or_default(), name = %es.name_any());
-    // Boxed: while waiting above, a reconcile future stays small (after a burst, up to
-    // `runner::STARTED_SYNCS` of them wait at the gate at once).
+    let span = tracing::info_span!(
+        "sync",
+        api = K::API,
+        namespace = stored.namespace(),
+        name = stored.name()
+    );
+    // Boxed: while waiting above, a reconcile future stays small.
     Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
 }
 
