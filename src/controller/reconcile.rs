@@ -179,10 +179,12 @@ pub fn error_policy<K: FrontEnd>(
     ctx: Arc<Context>,
 ) -> Duration {
     let failures = ctx.shared.objects.failed(stored.uid());
-    let interval = match stored.decode().map(|es| es.poll(&ctx.shared)) {
-        Ok(Poll::Every(d)) => d,
-        _ => ctx.shared.config.poll_interval,
-    };
+    // The interval recorded when the sync began: no second decode on the failure path.
+    let interval = ctx
+        .shared
+        .objects
+        .poll_interval(stored.uid())
+        .unwrap_or(ctx.shared.config.poll_interval);
     schedule::failure_backoff(
         failures,
         err.is_transient(),

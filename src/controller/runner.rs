@@ -170,29 +170,54 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_trigger_during_a_sync_runs_it_again_after_never_alongside() {
+    /// A runner over `names`, each sync taking `takes` and asking for `next`.
+    struct Running {
+        queue: Arc<Queue>,
+        log: Log,
+        stop: tokio::sync::oneshot::Sender<()>,
+        runner: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(names: &[&str], takes: Duration, next: Option<Duration>) -> Running {
         let queue = Arc::new(Queue::default());
         let log = Log::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runner = tokio::spawn(drive(
-            store(&["x"]),
+            store(names),
             queue.clone(),
             async move {
                 let _ = stopped.await;
             },
-            syncs(log.clone(), 10 * S, None),
+            syncs(log.clone(), takes, next),
         ));
-        queue.now(&k("a/x"));
-        tokio::time::sleep(2 * S).await;
-        queue.now(&k("a/x"));
-        queue.now(&k("a/x"));
-        tokio::time::sleep(30 * S).await;
-        let _ = stop.send(());
-        runner.await.unwrap();
-        let log = log.lock().unwrap().clone();
-        assert_eq!(
+        Running {
+            queue,
             log,
+            stop,
+            runner,
+        }
+    }
+
+    impl Running {
+        /// Shuts the runner down; the syncs it ran.
+        async fn stop(self) -> Vec<(String, Duration, Duration)> {
+            let _ = self.stop.send(());
+            self.runner.await.unwrap();
+            let log = self.log.lock().unwrap().clone();
+            log
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_during_a_sync_runs_it_again_after_never_alongside() {
+        let run = start(&["x"], 10 * S, None);
+        run.queue.now(&k("a/x"));
+        tokio::time::sleep(2 * S).await;
+        run.queue.now(&k("a/x"));
+        run.queue.now(&k("a/x"));
+        tokio::time::sleep(30 * S).await;
+        assert_eq!(
+            run.stop().await,
             [
                 ("x".to_string(), Duration::ZERO, 10 * S),
                 ("x".to_string(), 10 * S, 20 * S)
@@ -202,45 +227,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_outcome_schedules_the_next_sync_and_gone_objects_are_skipped() {
-        let queue = Arc::new(Queue::default());
-        let log = Log::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(drive(
-            store(&["x"]),
-            queue.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            syncs(log.clone(), S, Some(30 * S)),
-        ));
-        queue.now(&k("a/x"));
-        queue.now(&k("a/gone"));
+        let run = start(&["x"], S, Some(30 * S));
+        run.queue.now(&k("a/x"));
+        run.queue.now(&k("a/gone"));
         tokio::time::sleep(65 * S).await;
-        let _ = stop.send(());
-        runner.await.unwrap();
-        let starts: Vec<_> = log.lock().unwrap().iter().map(|(_, s, _)| *s).collect();
+        let starts: Vec<_> = run.stop().await.iter().map(|(_, s, _)| *s).collect();
         assert_eq!(starts, [Duration::ZERO, 31 * S, 62 * S]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_lets_running_syncs_finish_and_starts_no_more() {
-        let queue = Arc::new(Queue::default());
-        let log = Log::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(drive(
-            store(&["x", "y"]),
-            queue.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            syncs(log.clone(), 10 * S, None),
-        ));
-        queue.now(&k("a/x"));
+        let run = start(&["x", "y"], 10 * S, None);
+        run.queue.now(&k("a/x"));
         tokio::time::sleep(S).await;
-        queue.schedule(&k("a/y"), 5 * S);
-        let _ = stop.send(());
-        runner.await.unwrap();
-        let log = log.lock().unwrap().clone();
-        assert_eq!(log, [("x".to_string(), Duration::ZERO, 10 * S)]);
+        run.queue.schedule(&k("a/y"), 5 * S);
+        assert_eq!(
+            run.stop().await,
+            [("x".to_string(), Duration::ZERO, 10 * S)]
+        );
     }
 }
