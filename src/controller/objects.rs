@@ -234,9 +234,10 @@ impl Objects {
     /// Forgets the objects that are gone (deleted, or no longer ours), with their metric
     /// series. `live` holds the uids still present, `live_names` their names by namespace.
     pub fn prune(&self, live: &HashSet<String>, live_names: &HashMap<String, HashSet<String>>) {
-        self.metrics
-            .per_object
-            .retain(|ns, name| live_names.get(ns).is_some_and(|names| names.contains(name)));
+        let live_name =
+            |ns: &str, name: &str| live_names.get(ns).is_some_and(|names| names.contains(name));
+        self.metrics.per_object.retain(live_name);
+        self.metrics.eso_per_object.retain(live_name);
         self.map().retain(|uid, st| {
             if live.contains(uid) {
                 return true;
@@ -341,6 +342,8 @@ mod tests {
         assert_eq!((gauge("SecretSynced"), gauge("VaultReadFailed")), (1, 1));
         o.metrics.per_object.record("ns", "a", "vault", true);
         o.metrics.per_object.record("ns", "b", "vault", false);
+        o.metrics.eso_per_object.record("ns", "a", true);
+        o.metrics.eso_per_object.record("ns", "b", true);
         let live: HashSet<String> = ["a".to_string()].into();
         let names: HashMap<String, HashSet<String>> =
             [("ns".to_string(), ["a".to_string()].into())].into();
@@ -349,6 +352,10 @@ mod tests {
         let text = o.metrics.encode().unwrap();
         assert!(
             text.contains("name=\"a\"") && !text.contains("name=\"b\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"externalsecret_sync_calls_total{name="a",namespace="ns"} 1"#),
             "{text}"
         );
     }

@@ -1,10 +1,13 @@
 //! Prometheus metrics. KES's two metrics keep their names and labels exactly, so dashboards keep
 //! working; ours are prefixed `vault_external_secrets_` and have bounded labels only.
 
+pub mod per_object;
+
 use std::time::Instant;
 
 use crate::api::eso::metrics::EsoPerObject;
-use crate::api::kes::metrics::PerObject;
+use crate::api::kes::metrics::KesPerObject;
+use per_object::{Pieces, ScrapeCursor, PIECE_OBJECTS};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -14,7 +17,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     /// KES's per-object `sync_calls_count` and `last_sync_call_state`.
-    pub per_object: PerObject,
+    pub per_object: KesPerObject,
     /// ESO's per-object `externalsecret_sync_calls_*` and `externalsecret_status_condition`.
     pub eso_per_object: EsoPerObject,
     /// ESO's `externalsecret_provider_api_calls_count{provider,call,status}`.
@@ -171,7 +174,7 @@ impl Metrics {
         registry.register(Box::new(sync_failures.clone()))?;
         Ok(Metrics {
             registry,
-            per_object: PerObject::default(),
+            per_object: KesPerObject::default(),
             eso_per_object: EsoPerObject::default(),
             provider_calls,
             audit_events,
@@ -199,16 +202,28 @@ impl Metrics {
         InFlight(&self.syncs_in_flight)
     }
 
+    /// The whole exposition at once (the `/metrics` handler streams it: `registry_text`, then
+    /// `next_piece` until `None`).
     pub fn encode(&self) -> Result<String, prometheus::Error> {
-        // Sized for the per-object lines too (about 150 bytes each), so the buffer is not
-        // regrown (and briefly held twice) on every scrape.
-        let series = self.per_object.series() + self.eso_per_object.series();
-        let mut buf = Vec::with_capacity(16 * 1024 + 150 * series);
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        let mut text = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
-        self.per_object.encode(&mut text);
-        self.eso_per_object.encode(&mut text);
+        let mut text = self.registry_text()?;
+        let mut cursor = ScrapeCursor::default();
+        while let Some(piece) = self.next_piece(&mut cursor) {
+            text.push_str(&piece);
+        }
         Ok(text)
+    }
+
+    /// The registry's families (a fixed few, bounded labels) in the text exposition format.
+    pub fn registry_text(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+
+    /// The next piece of the per-object families (KES's, then ESO's), `None` after the last.
+    pub fn next_piece(&self, cursor: &mut ScrapeCursor) -> Option<String> {
+        let sets: [&dyn Pieces; 2] = [&self.per_object, &self.eso_per_object];
+        cursor.next_piece(&sets, PIECE_OBJECTS)
     }
 
     /// Times one sync; records on drop, so early returns are measured too.
@@ -217,18 +232,6 @@ impl Metrics {
             metrics: self,
             start: Instant::now(),
             result: "error",
-        }
-    }
-}
-
-/// Label value escaping of the text exposition format: backslash, double quote, newline.
-pub fn escape(out: &mut String, v: &str) {
-    for ch in v.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
         }
     }
 }

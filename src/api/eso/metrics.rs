@@ -4,135 +4,100 @@
 //! `externalsecret_status_condition{condition="Ready",name,namespace,status="True"|"False"}`
 //! (1 for the current status, 0 for the other).
 //!
-//! A few numbers per object written out at scrape time, as for KES's series (the reason and
-//! the cost are in `api::kes::metrics` and docs/benchmarks.md).
+//! A few numbers per object written out at scrape time in pieces, as for KES's series
+//! (`metrics::per_object`, where the reason and the cost are).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard};
 
-use crate::metrics::escape;
+use crate::metrics::per_object::{label, Family, PerObject};
 
 pub const SYNC_CALLS: &str = "externalsecret_sync_calls_total";
 pub const SYNC_ERRORS: &str = "externalsecret_sync_calls_error";
 pub const CONDITION: &str = "externalsecret_status_condition";
 
 #[derive(Clone, Copy, Default)]
-struct Counts {
+pub struct Counts {
     calls: u64,
     errors: u64,
     ready: bool,
 }
 
-/// (namespace, name) → counts.
-type ByObject = BTreeMap<(Box<str>, Box<str>), Counts>;
+/// In the crate's order: families by name, labels by name.
+static FAMILIES: [Family<Counts>; 3] = [
+    Family {
+        name: CONDITION,
+        help: "The status condition of a specific External Secret",
+        kind: "gauge",
+        lines: |out, family, ns, name, c| {
+            for (status, on) in [("False", !c.ready), ("True", c.ready)] {
+                out.push_str(family);
+                out.push('{');
+                label(out, true, "condition", "Ready");
+                label(out, false, "name", name);
+                label(out, false, "namespace", ns);
+                label(out, false, "status", status);
+                let _ = writeln!(out, "}} {}", u8::from(on));
+            }
+        },
+    },
+    Family {
+        name: SYNC_ERRORS,
+        help: "Total number of the External Secret sync errors",
+        kind: "counter",
+        lines: |out, family, ns, name, c| {
+            name_namespace(out, family, name, ns);
+            let _ = writeln!(out, " {}", c.errors);
+        },
+    },
+    Family {
+        name: SYNC_CALLS,
+        help: "Total number of the External Secret sync calls",
+        kind: "counter",
+        lines: |out, family, ns, name, c| {
+            name_namespace(out, family, name, ns);
+            let _ = writeln!(out, " {}", c.calls);
+        },
+    },
+];
 
-#[derive(Default)]
-pub struct EsoPerObject {
-    objects: Mutex<ByObject>,
+/// `family{name="…",namespace="…"}`.
+fn name_namespace(out: &mut String, family: &str, name: &str, ns: &str) {
+    out.push_str(family);
+    out.push('{');
+    label(out, true, "name", name);
+    label(out, false, "namespace", ns);
+    out.push('}');
+}
+
+/// ESO's series of every object.
+pub type EsoPerObject = PerObject<Counts>;
+
+impl Default for EsoPerObject {
+    fn default() -> Self {
+        PerObject::new(&FAMILIES)
+    }
 }
 
 impl EsoPerObject {
-    fn objects(&self) -> MutexGuard<'_, ByObject> {
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn record(&self, namespace: &str, name: &str, ok: bool) {
-        let mut objects = self.objects();
-        let c = objects.entry((namespace.into(), name.into())).or_default();
-        c.calls += 1;
-        if !ok {
-            c.errors += 1;
-        }
-        c.ready = ok;
-    }
-
-    pub fn series(&self) -> usize {
-        self.objects().len() * 4
-    }
-
-    pub fn retain(&self, mut live: impl FnMut(&str, &str) -> bool) {
-        self.objects().retain(|(ns, name), _| live(ns, name));
-    }
-
-    /// Appends the families in the text exposition format, sorted as the prometheus crate
-    /// sorts them (families by name, series by label values).
-    pub fn encode(&self, out: &mut String) {
-        let objects = self.objects();
-        if objects.is_empty() {
-            return;
-        }
-        let mut by_name: Vec<(&str, &str, &Counts)> = objects
-            .iter()
-            .map(|((ns, name), c)| (&**name, &**ns, c))
-            .collect();
-        by_name.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        let _ = writeln!(
-            out,
-            "# HELP {CONDITION} The status condition of a specific External Secret"
-        );
-        let _ = writeln!(out, "# TYPE {CONDITION} gauge");
-        for (name, ns, c) in &by_name {
-            for (status, on) in [("False", !c.ready), ("True", c.ready)] {
-                series(out, CONDITION, Some("Ready"), name, ns, Some(status));
-                let _ = writeln!(out, " {}", u8::from(on));
+        self.update(namespace, name, |c| {
+            c.calls += 1;
+            if !ok {
+                c.errors += 1;
             }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {SYNC_ERRORS} Total number of the External Secret sync errors"
-        );
-        let _ = writeln!(out, "# TYPE {SYNC_ERRORS} counter");
-        for (name, ns, c) in &by_name {
-            series(out, SYNC_ERRORS, None, name, ns, None);
-            let _ = writeln!(out, " {}", c.errors);
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {SYNC_CALLS} Total number of the External Secret sync calls"
-        );
-        let _ = writeln!(out, "# TYPE {SYNC_CALLS} counter");
-        for (name, ns, c) in &by_name {
-            series(out, SYNC_CALLS, None, name, ns, None);
-            let _ = writeln!(out, " {}", c.calls);
-        }
+            c.ready = ok;
+        });
     }
-}
-
-fn series(
-    out: &mut String,
-    family: &str,
-    condition: Option<&str>,
-    name: &str,
-    ns: &str,
-    status: Option<&str>,
-) {
-    out.push_str(family);
-    out.push('{');
-    if let Some(c) = condition {
-        out.push_str("condition=\"");
-        escape(out, c);
-        out.push_str("\",");
-    }
-    out.push_str("name=\"");
-    escape(out, name);
-    out.push_str("\",namespace=\"");
-    escape(out, ns);
-    out.push('"');
-    if let Some(s) = status {
-        out.push_str(",status=\"");
-        escape(out, s);
-        out.push('"');
-    }
-    out.push('}');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::per_object::{normalized, text};
     use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-    /// Same samples through the prometheus crate and through `EsoPerObject`: same text.
+    /// Same samples through the prometheus crate and through `EsoPerObject`: same families
+    /// and series.
     #[test]
     fn output_matches_the_prometheus_crate() {
         let registry = Registry::new();
@@ -183,12 +148,13 @@ mod tests {
         TextEncoder::new()
             .encode(&registry.gather(), &mut want)
             .unwrap();
-        let mut got = String::new();
-        ours.encode(&mut got);
-        assert_eq!(got, String::from_utf8(want).unwrap());
+        let got = text(&[&ours]);
+        assert_eq!(
+            normalized(&got),
+            normalized(&String::from_utf8(want).unwrap())
+        );
         ours.retain(|_, name| name == "app");
-        got.clear();
-        ours.encode(&mut got);
+        let got = text(&[&ours]);
         assert!(got.contains("name=\"app\"") && !got.contains("db"), "{got}");
     }
 }

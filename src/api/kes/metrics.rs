@@ -2,17 +2,13 @@
 //! `kubernetes_external_secrets_sync_calls_count{backend,name,namespace,status}` (counter) and
 //! `kubernetes_external_secrets_last_sync_call_state{backend,name,namespace}` (1 or -1).
 //!
-//! Kept as a few numbers per object in one sorted map and written out in the text exposition
-//! format at scrape time. As prometheus-crate children (a label-pair vector, a descriptor and a
-//! hash entry per series, all copied again into protobuf families on every gather) they cost
-//! several times more per series, resident and again per scrape (measured in docs/benchmarks.md).
-//! The output is byte-for-byte what the crate writes (test below).
+//! A few numbers per object, written out at scrape time in pieces (`metrics::per_object`, where
+//! the reason and the cost are). Same series and values as the prometheus crate writes (test
+//! below).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 
-use crate::metrics::escape;
+use crate::metrics::per_object::{label, Family, PerObject};
 
 pub const SYNC_CALLS: &str = "kubernetes_external_secrets_sync_calls_count";
 pub const LAST_STATE: &str = "kubernetes_external_secrets_last_sync_call_state";
@@ -20,117 +16,82 @@ const SYNC_CALLS_HELP: &str = "Number of sync operations";
 const LAST_STATE_HELP: &str =
     "State of last sync call of external secret. Value -1 if the last sync was a failure, 1 otherwise";
 
-#[derive(Clone, Copy)]
-struct Counts {
+#[derive(Clone, Copy, Default)]
+pub struct Counts {
     backend: &'static str,
     success: u64,
     error: u64,
     last_ok: bool,
 }
 
-/// namespace → name → counts. `Box<str>` keys: no spare capacity, looked up by `&str`.
-type ByNamespace = BTreeMap<Box<str>, BTreeMap<Box<str>, Counts>>;
-
-#[derive(Default)]
-pub struct PerObject {
-    objects: Mutex<ByNamespace>,
-}
-
-impl PerObject {
-    fn objects(&self) -> std::sync::MutexGuard<'_, ByNamespace> {
-        // A panic elsewhere leaves plain numbers behind; still consistent.
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts one sync of `namespace/name` and sets its last state.
-    pub fn record(&self, namespace: &str, name: &str, backend: &'static str, ok: bool) {
-        let mut objects = self.objects();
-        let names = match objects.get_mut(namespace) {
-            Some(names) => names,
-            None => objects.entry(namespace.into()).or_default(),
-        };
-        let counts = match names.get_mut(name) {
-            Some(c) => c,
-            None => names.entry(name.into()).or_insert(Counts {
-                backend,
-                success: 0,
-                error: 0,
-                last_ok: ok,
-            }),
-        };
-        counts.backend = backend;
-        counts.last_ok = ok;
-        if ok {
-            counts.success += 1;
-        } else {
-            counts.error += 1;
-        }
-    }
-
-    /// Objects with series.
-    pub fn series(&self) -> usize {
-        self.objects().values().map(|names| names.len()).sum()
-    }
-
-    /// Keeps the series of objects for which `live(namespace, name)` holds; drops the rest.
-    pub fn retain(&self, mut live: impl FnMut(&str, &str) -> bool) {
-        let mut objects = self.objects();
-        objects.retain(|ns, names| {
-            names.retain(|name, _| live(ns, name));
-            !names.is_empty()
-        });
-    }
-
-    /// Appends both families in the text exposition format, in the crate's order: families by
-    /// name, series by label values (backend, name, namespace).
-    pub fn encode(&self, out: &mut String) {
-        let objects = self.objects();
-        let mut series: Vec<(&str, &str, &Counts)> = objects
-            .iter()
-            .flat_map(|(ns, names)| names.iter().map(move |(name, c)| (&**name, &**ns, c)))
-            .collect();
-        if series.is_empty() {
-            return;
-        }
-        series.sort_unstable_by(|a, b| (a.2.backend, a.0, a.1).cmp(&(b.2.backend, b.0, b.1)));
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "# HELP {LAST_STATE} {LAST_STATE_HELP}");
-        let _ = writeln!(out, "# TYPE {LAST_STATE} gauge");
-        for (name, ns, c) in &series {
-            labels(out, LAST_STATE, c.backend, name, ns);
+/// In the crate's order: families by name.
+static FAMILIES: [Family<Counts>; 2] = [
+    Family {
+        name: LAST_STATE,
+        help: LAST_STATE_HELP,
+        kind: "gauge",
+        lines: |out, family, ns, name, c| {
+            labels(out, family, c.backend, name, ns);
             let _ = writeln!(out, "}} {}", if c.last_ok { 1 } else { -1 });
-        }
-        let _ = writeln!(out, "# HELP {SYNC_CALLS} {SYNC_CALLS_HELP}");
-        let _ = writeln!(out, "# TYPE {SYNC_CALLS} counter");
-        for (name, ns, c) in &series {
+        },
+    },
+    Family {
+        name: SYNC_CALLS,
+        help: SYNC_CALLS_HELP,
+        kind: "counter",
+        lines: |out, family, ns, name, c| {
             for (status, n) in [("error", c.error), ("success", c.success)] {
                 if n > 0 {
-                    labels(out, SYNC_CALLS, c.backend, name, ns);
-                    let _ = writeln!(out, ",status=\"{status}\"}} {n}");
+                    labels(out, family, c.backend, name, ns);
+                    label(out, false, "status", status);
+                    let _ = writeln!(out, "}} {n}");
                 }
             }
-        }
-    }
-}
+        },
+    },
+];
 
 /// `family{backend="…",name="…",namespace="…"`, without the closing brace.
 fn labels(out: &mut String, family: &str, backend: &str, name: &str, namespace: &str) {
     out.push_str(family);
-    out.push_str("{backend=\"");
-    escape(out, backend);
-    out.push_str("\",name=\"");
-    escape(out, name);
-    out.push_str("\",namespace=\"");
-    escape(out, namespace);
-    out.push('"');
+    out.push('{');
+    label(out, true, "backend", backend);
+    label(out, false, "name", name);
+    label(out, false, "namespace", namespace);
+}
+
+/// KES's series of every object.
+pub type KesPerObject = PerObject<Counts>;
+
+impl Default for KesPerObject {
+    fn default() -> Self {
+        PerObject::new(&FAMILIES)
+    }
+}
+
+impl KesPerObject {
+    /// Counts one sync of `namespace/name` and sets its last state.
+    pub fn record(&self, namespace: &str, name: &str, backend: &'static str, ok: bool) {
+        self.update(namespace, name, |c| {
+            c.backend = backend;
+            c.last_ok = ok;
+            if ok {
+                c.success += 1;
+            } else {
+                c.error += 1;
+            }
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::per_object::{normalized, text};
     use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-    /// Same samples through the prometheus crate and through `PerObject`: same text.
+    /// Same samples through the prometheus crate and through `KesPerObject`: same families
+    /// and series.
     #[test]
     fn output_matches_the_prometheus_crate() {
         let registry = Registry::new();
@@ -146,7 +107,7 @@ mod tests {
         .unwrap();
         registry.register(Box::new(calls.clone())).unwrap();
         registry.register(Box::new(state.clone())).unwrap();
-        let ours = PerObject::default();
+        let ours = KesPerObject::default();
         let syncs = [
             ("default", "rabbitmq", true),
             ("default", "rabbitmq", true),
@@ -167,27 +128,26 @@ mod tests {
         TextEncoder::new()
             .encode(&registry.gather(), &mut want)
             .unwrap();
-        let mut got = String::new();
-        ours.encode(&mut got);
-        assert_eq!(got, String::from_utf8(want).unwrap());
+        let got = text(&[&ours]);
+        assert_eq!(
+            normalized(&got),
+            normalized(&String::from_utf8(want).unwrap())
+        );
         assert!(got.contains(r#"{backend="vault",name="db",namespace="team-b",status="error"} 1"#));
         assert!(got.contains(r#"{backend="vault",name="api",namespace="default"} -1"#));
     }
 
     #[test]
     fn retain_drops_gone_objects() {
-        let ours = PerObject::default();
+        let ours = KesPerObject::default();
         ours.record("a", "keep", "vault", true);
         ours.record("a", "gone", "vault", true);
         ours.record("b", "gone", "vault", false);
         ours.retain(|ns, name| (ns, name) == ("a", "keep"));
-        let mut text = String::new();
-        ours.encode(&mut text);
-        assert!(text.contains(r#"name="keep""#), "{text}");
-        assert!(!text.contains("gone"), "{text}");
+        let kept = text(&[&ours]);
+        assert!(kept.contains(r#"name="keep""#), "{kept}");
+        assert!(!kept.contains("gone"), "{kept}");
         ours.retain(|_, _| false);
-        text.clear();
-        ours.encode(&mut text);
-        assert!(text.is_empty(), "{text}");
+        assert_eq!(text(&[&ours]), "");
     }
 }
