@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::metrics::per_object::ScrapeCursor;
 use crate::metrics::Metrics;
 
 #[derive(Default)]
@@ -45,28 +44,20 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, hea
 /// The registry's families, then the per-object series streamed in pieces: a scrape never holds
 /// the whole text (~3 MiB at 10,000 KES objects).
 async fn metrics_handler(State(s): State<AppState>) -> Response {
-    let head = match s.metrics.registry_text() {
-        Ok(head) => head,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(header::CONTENT_TYPE, "text/plain")],
-                format!("encoding metrics: {e}"),
-            )
-                .into_response()
-        }
-    };
-    let metrics = s.metrics.clone();
-    let mut cursor = ScrapeCursor::default();
-    let pieces =
-        std::iter::once(head).chain(std::iter::from_fn(move || metrics.next_piece(&mut cursor)));
-    let body = Body::from_stream(futures::stream::iter(pieces.map(Ok::<_, Infallible>)));
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    match Metrics::scrape(s.metrics) {
+        Ok(pieces) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            Body::from_stream(futures::stream::iter(pieces.map(Ok::<_, Infallible>))),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("encoding metrics: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {

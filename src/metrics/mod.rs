@@ -3,6 +3,7 @@
 
 pub mod per_object;
 
+use std::ops::Deref;
 use std::time::Instant;
 
 use crate::api::eso::metrics::EsoPerObject;
@@ -202,28 +203,26 @@ impl Metrics {
         InFlight(&self.syncs_in_flight)
     }
 
-    /// The whole exposition at once (the `/metrics` handler streams it: `registry_text`, then
-    /// `next_piece` until `None`).
+    /// The whole exposition at once.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
-        let mut text = self.registry_text()?;
+        Ok(Metrics::scrape(self)?.collect())
+    }
+
+    /// The exposition in pieces, as `/metrics` streams it: the registry's families (a fixed
+    /// few, bounded labels), then the per-object series (KES's, then ESO's), `PIECE_OBJECTS`
+    /// objects a piece.
+    pub fn scrape<M: Deref<Target = Metrics>>(
+        metrics: M,
+    ) -> Result<impl Iterator<Item = String>, prometheus::Error> {
+        let mut head = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&metrics.registry.gather(), &mut head)?;
+        let head = String::from_utf8(head).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         let mut cursor = ScrapeCursor::default();
-        while let Some(piece) = self.next_piece(&mut cursor) {
-            text.push_str(&piece);
-        }
-        Ok(text)
-    }
-
-    /// The registry's families (a fixed few, bounded labels) in the text exposition format.
-    pub fn registry_text(&self) -> Result<String, prometheus::Error> {
-        let mut buf = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
-    }
-
-    /// The next piece of the per-object families (KES's, then ESO's), `None` after the last.
-    pub fn next_piece(&self, cursor: &mut ScrapeCursor) -> Option<String> {
-        let sets: [&dyn Pieces; 2] = [&self.per_object, &self.eso_per_object];
-        cursor.next_piece(&sets, PIECE_OBJECTS)
+        let pieces = std::iter::from_fn(move || {
+            let sets: [&dyn Pieces; 2] = [&metrics.per_object, &metrics.eso_per_object];
+            cursor.next_piece(&sets, PIECE_OBJECTS)
+        });
+        Ok(std::iter::once(head).chain(pieces))
     }
 
     /// Times one sync; records on drop, so early returns are measured too.
