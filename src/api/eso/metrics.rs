@@ -44,29 +44,23 @@ static FAMILIES: [Family<Counts>; 3] = [
         name: SYNC_ERRORS,
         help: "Total number of the External Secret sync errors",
         kind: "counter",
-        lines: |out, family, ns, name, c| {
-            name_namespace(out, family, name, ns);
-            let _ = writeln!(out, " {}", c.errors);
-        },
+        lines: |out, family, ns, name, c| sample(out, family, name, ns, c.errors),
     },
     Family {
         name: SYNC_CALLS,
         help: "Total number of the External Secret sync calls",
         kind: "counter",
-        lines: |out, family, ns, name, c| {
-            name_namespace(out, family, name, ns);
-            let _ = writeln!(out, " {}", c.calls);
-        },
+        lines: |out, family, ns, name, c| sample(out, family, name, ns, c.calls),
     },
 ];
 
-/// `family{name="…",namespace="…"}`.
-fn name_namespace(out: &mut String, family: &str, name: &str, ns: &str) {
+/// `family{name="…",namespace="…"} value`.
+fn sample(out: &mut String, family: &str, name: &str, ns: &str, value: u64) {
     out.push_str(family);
     out.push('{');
     label(out, true, "name", name);
     label(out, false, "namespace", ns);
-    out.push('}');
+    let _ = writeln!(out, "}} {value}");
 }
 
 /// ESO's series of every object.
