@@ -14,7 +14,8 @@
 //! a new object would wait for one of those to finish before it could even reach the urgent
 //! lane (docs/benchmarks.md: at 50,000, thousands of new objects were never synced). So the
 //! periodic lane is bounded: `periodic_full` tells a refresh to put itself off (it is requeued
-//! and tries again later) while `PERIODIC_WAITING_PER_SLOT` refreshes per slot already wait.
+//! and tries again later) while `PERIODIC_WAITING_PER_SLOT` refreshes per slot already wait, and
+//! never more than half the started syncs, whatever SYNC_CONCURRENCY is.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,10 +33,14 @@ pub enum Lane {
     Periodic = 1,
 }
 
-/// Periodic refreshes that may wait per sync slot before more are put off: enough that the slots
-/// never idle while refreshes are due, few enough that the runner's started syncs stay
-/// mostly free for new objects.
-pub const PERIODIC_WAITING_PER_SLOT: usize = 4;
+/// Periodic refreshes that may wait per sync slot before more are put off: enough to ride out a
+/// stall of a few hundred milliseconds at the polls 50,000 objects make (a refresh put off
+/// misses its cycle's read), and at most `PERIODIC_WAITING_MAX`.
+pub const PERIODIC_WAITING_PER_SLOT: usize = 16;
+
+/// The most periodic refreshes that may wait in all: half the syncs the runner starts, so the
+/// other half stays free for new objects whatever SYNC_CONCURRENCY is.
+pub const PERIODIC_WAITING_MAX: usize = super::runner::STARTED_SYNCS / 2;
 
 pub struct Gate {
     slots: Semaphore,
@@ -58,7 +63,7 @@ impl Gate {
             slots: Semaphore::new(slots.max(1)),
             turnstile: Semaphore::new(1),
             periodic_waiting: AtomicUsize::new(0),
-            periodic_limit: slots.max(1) * PERIODIC_WAITING_PER_SLOT,
+            periodic_limit: periodic_limit(slots),
             metrics,
         }
     }
@@ -81,6 +86,14 @@ impl Gate {
         };
         permit.ok().map(|p| Slot { _permit: p })
     }
+}
+
+/// How many periodic refreshes may wait for `slots` sync slots.
+fn periodic_limit(slots: usize) -> usize {
+    slots
+        .max(1)
+        .saturating_mul(PERIODIC_WAITING_PER_SLOT)
+        .min(PERIODIC_WAITING_MAX)
 }
 
 impl Lane {
@@ -159,6 +172,18 @@ mod tests {
             assert!(t.await.unwrap());
         }
         assert!(!gate.periodic_full(), "drained");
+    }
+
+    /// The default 32 slots may hold half the started syncs with refreshes; more slots no more.
+    #[test]
+    fn the_periodic_lane_never_takes_more_than_half_the_started_syncs() {
+        assert_eq!(periodic_limit(2), 2 * PERIODIC_WAITING_PER_SLOT);
+        assert_eq!(periodic_limit(32), super::super::runner::STARTED_SYNCS / 2);
+        assert_eq!(
+            periodic_limit(1024),
+            super::super::runner::STARTED_SYNCS / 2
+        );
+        assert_eq!(periodic_limit(0), PERIODIC_WAITING_PER_SLOT);
     }
 
     fn gate(slots: usize) -> Arc<Gate> {

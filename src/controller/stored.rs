@@ -42,6 +42,8 @@ impl<K: FrontEnd> Stored<K> {
         meta.name = None;
         let uid = meta.uid.take().unwrap_or_default();
         let generation = meta.generation.take();
+        // Nothing reads an ExternalSecret's resourceVersion (the watch keeps its own).
+        meta.resource_version = None;
         // Serializing a value that was just deserialized cannot fail; if it did, the empty
         // body fails to decode and the sync reports it.
         let body = pack(&obj).unwrap_or_default();
@@ -104,13 +106,19 @@ impl<K: FrontEnd> Stored<K> {
     }
 }
 
-/// The object as JSON without its `null` members: the CRD types write every absent optional
-/// field as `null`, which is most of a typical spec's bytes. Kept only when it decodes to the
-/// same object (a `null` inside free-form JSON can mean something); else the plain JSON.
+/// The object as JSON without its `null` members, `apiVersion` and `kind`: the CRD types write
+/// every absent optional field as `null`, which is most of a typical spec's bytes. Kept only
+/// when it decodes to the same object (a `null` inside free-form JSON can mean something); else
+/// the plain JSON.
 fn pack<K: FrontEnd>(obj: &K) -> serde_json::Result<Vec<u8>> {
     let plain = serde_json::to_value(obj)?;
     let mut compact = plain.clone();
     drop_nulls(&mut compact);
+    // The type writes its own `apiVersion` and `kind`, and needs neither to decode.
+    if let serde_json::Value::Object(m) = &mut compact {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
     let bytes = serde_json::to_vec(&compact)?;
     let same = serde_json::from_slice::<K>(&bytes)
         .and_then(serde_json::to_value)
@@ -180,6 +188,7 @@ mod tests {
         let stored = packed(kes());
         let mut want: ExternalSecret = serde_json::from_value(kes()).unwrap();
         want.trim();
+        want.metadata.resource_version = None;
         let got = stored.decode().unwrap();
         assert_eq!(
             serde_json::to_value(&got).unwrap(),
@@ -194,6 +203,12 @@ mod tests {
         assert!(!body.contains("managedFields"));
         // Kept once, outside the body.
         assert!(!body.contains("u-1") && !body.contains("team-a"), "{body}");
+        // Nor what the type knows or nothing reads.
+        assert!(
+            !body.contains("apiVersion") && !body.contains("kind"),
+            "{body}"
+        );
+        assert!(!body.contains("resourceVersion"), "{body}");
     }
 
     #[test]
