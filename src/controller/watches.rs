@@ -19,6 +19,12 @@ use super::scope_store::ScopeStore;
 use super::triggers::Retrigger;
 use super::{leader, runner, Context, SecretIndex, Shared};
 
+/// Objects per page of a (re)list of ExternalSecrets or Secrets (kube-runtime's default: 500).
+/// While a page is read, its body, the connection's read buffer and the decoded objects (with
+/// their managed fields) are all held at once: at a restart against many objects this was the
+/// controller's memory peak. Smaller pages bound it, for more (and smaller) list requests.
+const LIST_PAGE: u32 = 100;
+
 pub type ScopeParts<K> = (BoxFuture<'static, ()>, Arc<ScopeStore<K>>, Arc<SecretIndex>);
 
 /// The watches and controller loop of one API in one namespace (`Some`) or in the whole
@@ -39,7 +45,9 @@ pub fn scope_controller<K: FrontEnd>(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let wc = watcher::Config::default().timeout(shared.config.watch_timeout_secs());
+    let wc = watcher::Config::default()
+        .timeout(shared.config.watch_timeout_secs())
+        .page_size(LIST_PAGE);
     let scope_name = scope.clone().unwrap_or_else(|| "<all>".into());
 
     // Our Secrets, metadata only (no data in memory), to notice edits and deletions cheaply.
