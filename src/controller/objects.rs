@@ -55,8 +55,12 @@ impl State {
     }
 }
 
+/// Each `State` is boxed: the map's slots (a power of two, up to half of them empty) then hold
+/// a pointer each instead of a whole record.
+type Map = HashMap<Box<str>, Box<State>>;
+
 pub struct Objects {
-    map: Mutex<HashMap<String, State>>,
+    map: Mutex<Map>,
     metrics: Arc<Metrics>,
 }
 
@@ -68,7 +72,7 @@ impl Objects {
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, State>> {
+    fn map(&self) -> MutexGuard<'_, Map> {
         // Poisoning only means a panic elsewhere; the map itself stays consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -77,7 +81,7 @@ impl Objects {
     /// not polled, so never overdue).
     pub fn begin(&self, uid: &str, generation: Option<i64>, poll: Option<Duration>, now: Instant) {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         st.generation = generation;
         st.waiting_since.get_or_insert(now);
         st.poll = poll;
@@ -116,7 +120,7 @@ impl Objects {
     }
 
     pub fn record_written(&self, uid: &str, fingerprint: [u8; 32], rv: String) {
-        self.map().entry(uid.to_string()).or_default().written = Some((fingerprint, rv.into()));
+        entry(&mut self.map(), uid).written = Some((fingerprint, rv.into()));
     }
 
     /// The fingerprint the last render gave from these inputs, if the inputs are the same.
@@ -127,17 +131,13 @@ impl Objects {
     }
 
     pub fn record_rendered(&self, uid: &str, inputs: [u8; 32], fingerprint: [u8; 32]) {
-        self.map()
-            .entry(uid.to_string())
-            .or_default()
-            .rare()
-            .rendered = Some((inputs, fingerprint));
+        entry(&mut self.map(), uid).rare().rendered = Some((inputs, fingerprint));
     }
 
     /// A change event says a secret the object reads changed: its next sync is urgent.
     pub fn changed(&self, uid: &str, at: Instant) {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         st.rare().changed_at.get_or_insert(at);
     }
 
@@ -151,7 +151,7 @@ impl Objects {
     /// forgotten.
     pub fn succeeded(&self, uid: &str, phase: u64, now: Instant) {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         st.failures = 0;
         if let Some(rare) = st.rare.as_mut() {
             rare.last_warning = None;
@@ -168,7 +168,7 @@ impl Objects {
     /// The sync failed; returns the number of failures in a row.
     pub fn failed(&self, uid: &str) -> u32 {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         st.failures = st.failures.saturating_add(1);
         st.failures
     }
@@ -178,14 +178,14 @@ impl Objects {
         self.map()
             .iter()
             .filter(|(_, st)| st.failures > 0)
-            .map(|(uid, _)| uid.clone())
+            .map(|(uid, _)| uid.to_string())
             .collect()
     }
 
     /// Records the `Ready` reason, moving the object between the gauge's reasons.
     pub fn set_reason(&self, uid: &str, reason: &'static str) {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         if st.reason != reason {
             if !st.reason.is_empty() {
                 self.metrics.ready.with_label_values(&[st.reason]).dec();
@@ -199,7 +199,7 @@ impl Objects {
     /// `WARNING_REPEAT`. Records it when so.
     pub fn warning_due(&self, uid: &str, message: &str, now: Instant) -> bool {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         let rare = st.rare();
         let repeat = rare
             .last_warning
@@ -215,7 +215,7 @@ impl Objects {
     /// restore is counted.
     pub fn restore(&self, uid: &str, now: Instant) -> Option<usize> {
         let mut map = self.map();
-        let st = map.entry(uid.to_string()).or_default();
+        let st = entry(&mut map, uid);
         let restores = &mut st.rare().restores;
         if restores.would_loop(now) {
             return Some(restores.count(now, false));
@@ -239,7 +239,7 @@ impl Objects {
         self.metrics.per_object.retain(live_name);
         self.metrics.eso_per_object.retain(live_name);
         self.map().retain(|uid, st| {
-            if live.contains(uid) {
+            if live.contains(&**uid) {
                 return true;
             }
             if !st.reason.is_empty() {
@@ -248,6 +248,11 @@ impl Objects {
             false
         });
     }
+}
+
+/// The object's state, new if it has none.
+fn entry<'m>(map: &'m mut Map, uid: &str) -> &'m mut State {
+    map.entry(uid.into()).or_default()
 }
 
 #[cfg(test)]
