@@ -55,7 +55,7 @@ impl State {
     }
 }
 
-/// Each `State` is boxed: the map's slots (a power of two, up to half of them empty) then hold
+/// Each `State` is boxed: the map's slots (a power of two, many of them empty) then hold
 /// a pointer each instead of a whole record.
 type Map = HashMap<Box<str>, Box<State>>;
 
