@@ -3,7 +3,19 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 E2E_DIR=${E2E_DIR:-$root/target/e2e}
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  free_ports 1
+}
+
+# N distinct free TCP ports. Each socket stays bound until all are picked: separate picks can
+# be handed the same port again once the first is released (etcd and OpenBao once got the same
+# one, and OpenBao could not start).
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 # A free UDP port in 20000-29999 (below Linux's ephemeral range, 32768-60999).

@@ -19,8 +19,7 @@ fi
 rm -rf "$E2E_DIR"
 mkdir -p "$E2E_DIR/logs" "$E2E_DIR/pki" "$E2E_DIR/etcd"
 pki=$E2E_DIR/pki
-ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); API_PORT=$(free_port)
-KCM_PORT=$(free_port); BAO_PORT=$(free_port)
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT BAO_PORT < <(free_ports 5)
 # Where OpenBao's UDP socket audit device sends its entries (the benchmark's audit-events run
 # listens there; nothing does otherwise, and UDP to nobody costs OpenBao nothing). Below the
 # ephemeral range: a UDP socket connected to a free ephemeral port can be given that very port
@@ -137,7 +136,7 @@ BAO_ADDR=http://127.0.0.1:$BAO_PORT
 
 # Prometheus scrapes one controller on a port kept for it (tests/e2e_prometheus.rs starts that
 # controller) every second, and evaluates the chart's alerts with short `for` durations.
-PROM_PORT=$(free_port); PROM_TARGET_PORT=$(free_port)
+read -r PROM_PORT PROM_TARGET_PORT < <(free_ports 2)
 echo ">> prometheus on 127.0.0.1:$PROM_PORT, scraping 127.0.0.1:$PROM_TARGET_PORT"
 mkdir -p "$E2E_DIR/prometheus"
 bash "$root/e2e/alert-rules.sh" "$E2E_DIR/prometheus/alerts.rules.yaml" \
