@@ -38,7 +38,6 @@ fn run(spec: Value, fields: &Map<String, Value>) -> Option<Result<String, String
         Err(e) => return Some(Err(e.to_string())),
     };
     let fetched = plan::reads(&spec)
-        .cloned()
         .map(|r| (r, Arc::new(SecretData(fields.clone()))))
         .collect::<BTreeMap<_, _>>();
     Some(

@@ -276,35 +276,6 @@ async fn concurrent_reads_share_one_login_and_coalesce() {
     );
 }
 
-/// A sync whose reads are each cached or being read by another sync only waits on that one (the
-/// controller gives up its sync slot meanwhile); a key nobody reads is work of its own.
-#[tokio::test]
-async fn reads_in_flight_are_known_to_the_syncs_that_would_wait_on_them() {
-    let (bao, _s, client) = setup().await;
-    bao.put_kv1("a", json!({"v": "1"})).await;
-    bao.put_kv1("b", json!({"v": "2"})).await;
-    let (a, b) = (
-        read_key("app", "secret/a", 1),
-        read_key("app", "secret/b", 1),
-    );
-    let kv = &client.kv;
-    assert!(!kv.waits_on_others([&a]), "nothing read yet");
-
-    let mut read_a = Box::pin(kv.read(&a));
-    assert!(futures::poll!(&mut read_a).is_pending(), "logging in");
-    assert!(kv.waits_on_others([&a]));
-    assert!(!kv.waits_on_others([&a, &b]), "nobody reads b");
-    read_a.await.unwrap();
-    assert!(!kv.waits_on_others([&a]), "cached: nothing to wait on");
-
-    let mut read_b = Box::pin(kv.read(&b));
-    assert!(futures::poll!(&mut read_b).is_pending());
-    assert!(kv.waits_on_others([&a, &b]), "a cached, b being read");
-    read_b.await.unwrap();
-    assert!(!kv.waits_on_others([&a, &b]));
-    assert_eq!(bao.audit_requests_prefix("secret/"), 2);
-}
-
 #[tokio::test]
 async fn revoked_token_is_checked_then_replaced_once() {
     let (bao, _s, client) = setup().await;

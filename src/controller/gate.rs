@@ -16,18 +16,13 @@
 //! periodic lane is bounded: `periodic_full` tells a refresh to put itself off (it is requeued
 //! and tries again later) while `PERIODIC_WAITING_PER_SLOT` refreshes per slot already wait, and
 //! never more than half the started syncs, whatever SYNC_CONCURRENCY is.
-//!
-//! A slot is for a sync with work to do. Objects that read the same Vault path fall due at the
-//! same instant (phase-aligned polls), and all but one of them only wait for that one's read:
-//! `Slot::away` lets them wait without their slot and take one again for the rest of the sync.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::metrics::{InFlight, Metrics};
+use crate::metrics::Metrics;
 
 /// Why an object is synced now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,13 +52,9 @@ pub struct Gate {
     metrics: Arc<Metrics>,
 }
 
-/// A sync's place at the gate: its slot (released on drop, or for a while by `away`).
+/// A sync slot; released on drop.
 pub struct Slot<'a> {
-    gate: &'a Gate,
-    lane: Lane,
-    /// `None` only if a semaphore were closed, which never happens (they are private); the sync
-    /// then runs without a slot rather than hang.
-    permit: Option<(SemaphorePermit<'a>, InFlight<'a>)>,
+    _permit: SemaphorePermit<'a>,
 }
 
 impl Gate {
@@ -82,16 +73,9 @@ impl Gate {
         self.periodic_waiting.load(Ordering::Relaxed) >= self.periodic_limit
     }
 
-    /// Waits for a sync slot in the given lane.
-    pub async fn acquire(&self, lane: Lane) -> Slot<'_> {
-        Slot {
-            gate: self,
-            lane,
-            permit: self.permit(lane).await,
-        }
-    }
-
-    async fn permit(&self, lane: Lane) -> Option<(SemaphorePermit<'_>, InFlight<'_>)> {
+    /// Waits for a sync slot in the given lane. `None` only if a semaphore were closed, which
+    /// never happens (they are private); the caller then runs without a slot rather than hang.
+    pub async fn acquire(&self, lane: Lane) -> Option<Slot<'_>> {
         let _waiting = Waiting::new(self, lane);
         let permit = match lane {
             Lane::Urgent => self.slots.acquire().await,
@@ -100,25 +84,7 @@ impl Gate {
                 self.slots.acquire().await
             }
         };
-        permit.ok().map(|p| (p, self.metrics.in_flight()))
-    }
-}
-
-impl Slot<'_> {
-    /// Awaits `wait` without the slot, then waits for a slot again in the same lane: for a sync
-    /// that only waits on another sync's work (its Vault read), so the slot serves one with
-    /// work to do meanwhile.
-    pub async fn away<T>(&mut self, wait: impl Future<Output = T>) -> T {
-        self.permit = None;
-        let out = wait.await;
-        self.permit = self.gate.permit(self.lane).await;
-        out
-    }
-
-    /// Whether the sync holds a slot now.
-    #[cfg(test)]
-    fn held(&self) -> bool {
-        self.permit.is_some()
+        permit.ok().map(|p| Slot { _permit: p })
     }
 }
 
@@ -186,9 +152,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..5 {
             let g = gate.clone();
-            tasks.push(tokio::spawn(
-                async move { g.acquire(Lane::Urgent).await.held() },
-            ));
+            tasks.push(tokio::spawn(async move {
+                g.acquire(Lane::Urgent).await.is_some()
+            }));
         }
         tokio::task::yield_now().await;
         assert!(!gate.periodic_full(), "urgent waiters do not fill it");
@@ -196,7 +162,7 @@ mod tests {
             assert!(!gate.periodic_full());
             let g = gate.clone();
             tasks.push(tokio::spawn(async move {
-                g.acquire(Lane::Periodic).await.held()
+                g.acquire(Lane::Periodic).await.is_some()
             }));
             tokio::task::yield_now().await;
         }
@@ -269,29 +235,6 @@ mod tests {
             .collect();
         assert_eq!(periodic, (0..20).collect::<Vec<_>>());
         assert_eq!((depth(Lane::Periodic), depth(Lane::Urgent)), (0, 0));
-    }
-
-    /// Away, a sync's slot serves another sync; it gets one back in its lane before it goes on,
-    /// and `syncs_in_flight` counts only syncs that hold one.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_slot_away_serves_another_sync_and_comes_back() {
-        let gate = gate(1);
-        let in_flight = || gate.metrics.syncs_in_flight.get();
-        let mut slot = gate.acquire(Lane::Periodic).await;
-        assert_eq!(in_flight(), 1);
-        let other_ran = slot
-            .away(async {
-                assert_eq!(in_flight(), 0);
-                let other = gate.acquire(Lane::Urgent).await;
-                assert_eq!(in_flight(), 1);
-                other.held()
-            })
-            .await;
-        assert!(other_ran && slot.held());
-        assert_eq!(in_flight(), 1);
-        assert_eq!(gate.slots.available_permits(), 0, "the slot is back");
-        drop(slot);
-        assert_eq!((in_flight(), gate.slots.available_permits()), (0, 1));
     }
 
     #[tokio::test(flavor = "current_thread")]

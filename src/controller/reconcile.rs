@@ -10,7 +10,7 @@ use kube::Api;
 use tracing::Instrument;
 
 use super::front_end::{Due, FrontEnd, Poll};
-use super::gate::{Lane, Slot};
+use super::gate::Lane;
 use super::runner::Next;
 use super::stored::Stored;
 use super::{report, schedule, write_loop, Context, Shared};
@@ -61,7 +61,7 @@ pub async fn reconcile<K: FrontEnd>(
             now_ms(),
         )));
     }
-    let mut slot = shared.gate.acquire(lane).await;
+    let _slot = shared.gate.acquire(lane).await;
     let es = match stored.decode() {
         Ok(es) => Arc::new(es),
         Err(e) => {
@@ -94,7 +94,7 @@ pub async fn reconcile<K: FrontEnd>(
         name = stored.name()
     );
     // Boxed: while waiting above, a reconcile future stays small.
-    Box::pin(sync_and_report(es, uid, changed_at, &ctx, &mut slot).instrument(span)).await
+    Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
 }
 
 /// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
@@ -103,11 +103,11 @@ async fn sync_and_report<K: FrontEnd>(
     uid: String,
     changed_at: Option<Instant>,
     ctx: &Context,
-    slot: &mut Slot<'_>,
 ) -> Result<Next, Error> {
     let shared = &ctx.shared;
+    let _in_flight = shared.metrics.in_flight();
     let mut timer = shared.metrics.sync_timer();
-    let result = sync(es.as_ref(), &uid, ctx, slot).await;
+    let result = sync(es.as_ref(), &uid, ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
         return Ok(Next::Await);
     }
@@ -195,12 +195,7 @@ pub fn error_policy<K: FrontEnd>(
 
 /// Check and translate, fetch and render, write. Returns what was written, the poll phase, and
 /// whether the Secret's data changed (an update, not a creation or a metadata-only write).
-async fn sync<K: FrontEnd>(
-    es: &K,
-    uid: &str,
-    ctx: &Context,
-    slot: &mut Slot<'_>,
-) -> Result<(Write, u64, bool), Error> {
+async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64, bool), Error> {
     let shared = &ctx.shared;
     // Denied objects read nothing from Vault and leave their Secret as it is.
     let mut spec = es.spec(shared)?;
@@ -208,17 +203,10 @@ async fn sync<K: FrontEnd>(
     // Finds listed first, so change events know every secret the object reads.
     let spec = find::expand(&shared.kv, &spec).await?;
     if shared.config.audit.is_some() {
-        shared
-            .readers
-            .record(uid, plan::reads(&spec).cloned().collect());
+        shared.readers.record(uid, plan::reads(&spec).collect());
     }
     let phase = plan::phase(&spec);
-    let fetched = if shared.kv.waits_on_others(plan::reads(&spec)) {
-        // Another sync reads what this one needs (objects sharing a path poll together).
-        slot.away(fetch(&shared.kv, &spec)).await?
-    } else {
-        fetch(&shared.kv, &spec).await?
-    };
+    let fetched = fetch(&shared.kv, &spec).await?;
 
     // Steady state: same desired content as last time, and the Secret has not changed since
     // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.

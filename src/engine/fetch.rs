@@ -25,7 +25,7 @@ pub async fn fetch_and_render(kv: &KvReader, spec: &SyncSpec) -> Result<DesiredS
 pub async fn fetch(kv: &KvReader, spec: &SyncSpec) -> Result<Fetched, Error> {
     render::check_target(&spec.target)?;
     let spec = &*find::expand(kv, spec).await?;
-    let mut results = kv.read_all(plan::reads(spec).cloned()).await;
+    let mut results = kv.read_all(plan::reads(spec)).await;
     let mut fetched = BTreeMap::new();
     // The first failing key in spec order is reported, so the message is stable between polls.
     for source in &spec.sources {

@@ -6,8 +6,8 @@ use crate::vault::ReadKey;
 use super::SyncSpec;
 
 /// The reads, in merge order; the reader coalesces duplicates.
-pub fn reads(spec: &SyncSpec) -> impl Iterator<Item = &ReadKey> + '_ {
-    spec.sources.iter().map(|s| s.read())
+pub fn reads(spec: &SyncSpec) -> impl Iterator<Item = ReadKey> + '_ {
+    spec.sources.iter().map(|s| s.read().clone())
 }
 
 /// The object's poll phase: from its first read, so objects sharing a path poll together and

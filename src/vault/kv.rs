@@ -2,10 +2,9 @@
 //! read is in flight, or within the cache TTL after it, shares one Vault request. Only paths in
 //! a KV mount of the expected version are read (`mounts`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -105,9 +104,6 @@ pub struct KvReader {
     tokens: Arc<TokenCache>,
     cache: Cache<ReadKey, Arc<SecretData>>,
     mounts: KnownMounts,
-    /// Reads in flight now, by key hash (`waits_on_others`): a few dozen at most.
-    reading: Mutex<HashMap<u64, u32>>,
-    hasher: RandomState,
 }
 
 impl KvReader {
@@ -120,26 +116,7 @@ impl KvReader {
                 .time_to_live(ttl.max(Duration::from_millis(1)))
                 .build(),
             mounts: KnownMounts::default(),
-            reading: Mutex::default(),
-            hasher: RandomState::new(),
         }
-    }
-
-    /// Whether reading `keys` now would only wait on reads other syncs have started: each key
-    /// is cached or being read, and one at least is being read. Such a sync need not hold a
-    /// sync slot while it waits (`gate::Slot::away`). A hash collision only answers "being
-    /// read" for a key that is not, and the sync then reads it without its slot.
-    pub fn waits_on_others<'k>(&self, keys: impl IntoIterator<Item = &'k ReadKey>) -> bool {
-        let reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-        let mut waits = false;
-        for key in keys {
-            if reading.contains_key(&self.hasher.hash_one(key)) {
-                waits = true;
-            } else if !self.cache.contains_key(key) {
-                return false;
-            }
-        }
-        waits
     }
 
     /// Drops a cached read, so the next sync reads Vault (a change event said it changed).
@@ -170,7 +147,6 @@ impl KvReader {
     }
 
     async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
-        let _reading = Reading::new(self, key);
         let not_kv = |reason: String| VaultError::NotKv {
             path: key.api_path.clone(),
             kv_version: key.kv_version,
@@ -273,37 +249,6 @@ impl KvReader {
 }
 
 /// A 404 from a KV read often means the wrong `kvVersion`; say so in the message.
-/// Marks a read in flight for as long as it lives (`KvReader::waits_on_others`).
-struct Reading<'a> {
-    reader: &'a KvReader,
-    hash: u64,
-}
-
-impl<'a> Reading<'a> {
-    fn new(reader: &'a KvReader, key: &ReadKey) -> Self {
-        let hash = reader.hasher.hash_one(key);
-        let mut reading = reader.reading.lock().unwrap_or_else(|p| p.into_inner());
-        *reading.entry(hash).or_default() += 1;
-        Reading { reader, hash }
-    }
-}
-
-impl Drop for Reading<'_> {
-    fn drop(&mut self) {
-        let mut reading = self
-            .reader
-            .reading
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = reading.get_mut(&self.hash) {
-            *n -= 1;
-            if *n == 0 {
-                reading.remove(&self.hash);
-            }
-        }
-    }
-}
-
 fn hint_kv_version(e: VaultError, kv_version: u8) -> VaultError {
     match e {
         VaultError::Status {

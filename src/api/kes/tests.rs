@@ -31,7 +31,6 @@ fn defaults() -> Defaults {
 /// Fetches from a fixture: Vault path → object.
 fn fetched(spec: &SyncSpec, vault: &Value) -> BTreeMap<ReadKey, Arc<SecretData>> {
     plan::reads(spec)
-        .cloned()
         .map(|r| {
             let obj = vault[r.api_path.as_str()].as_object().unwrap().clone();
             (r, Arc::new(SecretData(obj)))
@@ -274,7 +273,7 @@ fn plan_uses_defaults_and_versions() {
         p.identity,
         AuthKey::own_service_account("kubernetes", "default-role")
     );
-    let paths: Vec<String> = plan::reads(&p).map(|r| r.api_path.clone()).collect();
+    let paths: Vec<String> = plan::reads(&p).map(|r| r.api_path).collect();
     assert_eq!(paths, vec!["kv/data/a?version=3", "kv/data/a?version=4"]);
 }
 
