@@ -11,7 +11,6 @@ mod eso_stores;
 mod front_end;
 mod gate;
 mod kes;
-mod kube_client;
 mod leader;
 pub mod namespaces;
 mod objects;
@@ -36,9 +35,8 @@ mod write_loop;
 mod fixtures;
 
 pub use front_end::{Due, FrontEnd, Poll};
-pub use kube_client::kube_client;
 pub use reconcile::{error_policy, reconcile};
-pub use run::{run, vault_stack};
+pub use run::{kube_client, run, vault_stack};
 pub use template_sources::TemplateSources;
 
 use std::sync::atomic::{AtomicBool, Ordering};

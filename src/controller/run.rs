@@ -40,6 +40,16 @@ pub fn read_cache_ttl(poll_interval: Duration) -> Duration {
     (poll_interval / 2).min(Duration::from_secs(2))
 }
 
+/// The Kubernetes client: in-cluster service account, else KUBECONFIG. kube's default stack
+/// retries 429, 503 and 504 with exponential backoff and waits at least the server's
+/// Retry-After (its API Priority and Fairness answer to overload); tests/apiserver_retry.rs
+/// holds that in place.
+pub async fn kube_client() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster service account, else KUBECONFIG)")
+}
+
 /// The Vault stack: HTTP (retries, breaker), the token cache, the coalescing KV reader.
 pub fn vault_stack(
     config: &Config,
@@ -206,7 +216,7 @@ async fn crd_served<K: FrontEnd>(client: &Client, scope: Option<&str>) -> anyhow
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
-    let client = super::kube_client().await?;
+    let client = kube_client().await?;
     detect_apis(&client, &mut config).await?;
     let (tokens, kv) = vault_stack(&config, &client, metrics.clone())?;
     let reporter = Reporter {
