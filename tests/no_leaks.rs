@@ -127,7 +127,10 @@ async fn planted_values_and_tokens_never_leak() {
                     &vault_external_secrets::api::condition::Side::Unknown,
                     Some(1),
                     chrono::Utc::now(),
-                    Duration::from_secs(300),
+                    vault_external_secrets::api::condition::Heartbeat {
+                        every: vault_external_secrets::controller::STATUS_HEARTBEAT,
+                        budget: &|| true,
+                    },
                 );
                 texts.push(serde_json::to_string(&status).unwrap());
             }

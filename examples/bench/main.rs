@@ -26,6 +26,7 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde_json::{json, Value};
+use vault_external_secrets::controller::{status_heartbeat, STATUS_HEARTBEAT};
 
 mod audit;
 mod eso;
@@ -437,6 +438,14 @@ async fn run(
     let interval = Duration::from_millis(a.poll_ms);
     let steady = if a.audit { Duration::ZERO } else { interval };
     tokio::time::sleep(steady + Duration::from_secs(2)).await;
+    // Beyond 15,000 objects the status heartbeat is stretched (`status_heartbeat`) and first
+    // comes round that long after the first syncs: wait for it, so the measured cycles hold it.
+    let heartbeat = status_heartbeat(a.n);
+    if !a.audit && heartbeat > STATUS_HEARTBEAT {
+        let settle = heartbeat.saturating_sub(apply_start.elapsed());
+        eprintln!("waiting {settle:?} for the {heartbeat:?} status heartbeat to come round");
+        tokio::time::sleep(settle).await;
+    }
     rss.enter(RssPhases::STEADY);
     timeline.marks.push((rss.now(), "steady"));
     let m0 = Metrics::scrape(port).await?;

@@ -2,6 +2,8 @@
 //! a sync, and side conditions other parts own (`RolloutRestart`). A condition's transition time
 //! moves only when its status flips, and an unchanged set of conditions is never rewritten.
 
+use std::time::Duration;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,26 @@ pub struct Observed {
     pub ok: bool,
     pub reason: &'static str,
     pub message: String,
+}
+
+/// When a status that has not changed is written again, only to move its time (KES `lastSync`,
+/// ESO `refreshTime`): once `every` has passed since that time, and only if `budget` grants the
+/// write. `budget` is asked only for such a write, never for a status that changed.
+#[derive(Clone, Copy)]
+pub struct Heartbeat<'a> {
+    pub every: Duration,
+    pub budget: &'a dyn Fn() -> bool,
+}
+
+impl Heartbeat<'_> {
+    /// Whether a status last stamped at `stamped` (RFC 3339; `None` or unreadable: never)
+    /// may be written again now.
+    pub fn due(&self, stamped: Option<&str>, now: DateTime<Utc>) -> bool {
+        let age = stamped
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| now.signed_duration_since(t).to_std().unwrap_or_default());
+        age.is_none_or(|age| age >= self.every) && (self.budget)()
+    }
 }
 
 /// A side condition as its owner knows it.

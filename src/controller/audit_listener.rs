@@ -19,31 +19,11 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::budget::Budget;
 use super::triggers::Retrigger;
 use super::Shared;
 use crate::config::AuditListener;
 use crate::vault::audit_entry::{changed_secret, Dropped, EntryLines, MAX_ENTRY_BYTES};
-
-/// One second's budget of event-driven reads.
-struct Budget {
-    per_second: u32,
-    left: u32,
-    window: Instant,
-}
-
-impl Budget {
-    fn take(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window) >= Duration::from_secs(1) {
-            self.window = now;
-            self.left = self.per_second;
-        }
-        if self.left == 0 {
-            return false;
-        }
-        self.left -= 1;
-        true
-    }
-}
 
 fn allowed(cfg: &AuditListener, ip: IpAddr) -> bool {
     cfg.allowed_sources.is_empty() || cfg.allowed_sources.iter().any(|n| n.contains(&ip))
@@ -57,8 +37,10 @@ struct Events {
     shared: Arc<Shared>,
     retrigger: Arc<Retrigger>,
     cfg: AuditListener,
-    /// Secret → its last event-driven read, and the global budget.
-    gate: Mutex<(HashMap<String, Instant>, Budget)>,
+    /// Secret → its last event-driven read.
+    recent: Mutex<HashMap<String, Instant>>,
+    /// Event-driven reads in all (`AUDIT_MAX_READS_PER_SECOND`).
+    budget: Budget,
 }
 
 impl Events {
@@ -82,15 +64,14 @@ impl Events {
             return self.count("unknown_secret");
         }
         {
-            let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-            let (recent, budget) = &mut *gate;
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if recent
                 .get(&secret)
                 .is_some_and(|t| now.duration_since(*t) < self.cfg.min_refresh)
             {
                 return self.count("too_soon");
             }
-            if !budget.take(now) {
+            if !self.budget.take() {
                 return self.count("rate_limited");
             }
             // Only secrets some object reads get in, so this is bounded by the secrets read;
@@ -133,14 +114,8 @@ pub async fn listen(shared: Arc<Shared>, retrigger: Arc<Retrigger>, cfg: AuditLi
         shared,
         retrigger,
         cfg,
-        gate: Mutex::new((
-            HashMap::new(),
-            Budget {
-                per_second,
-                left: per_second,
-                window: Instant::now(),
-            },
-        )),
+        recent: Mutex::new(HashMap::new()),
+        budget: Budget::per_second(per_second),
     });
     tokio::spawn(accept(events.clone(), tcp));
     datagrams(events, udp).await;
@@ -213,19 +188,6 @@ async fn stream_entries(events: &Events, mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_budget_refills_each_second() {
-        let mut b = Budget {
-            per_second: 2,
-            left: 2,
-            window: Instant::now(),
-        };
-        let t = Instant::now();
-        assert!(b.take(t) && b.take(t));
-        assert!(!b.take(t + Duration::from_millis(999)));
-        assert!(b.take(t + Duration::from_secs(1)));
-    }
 
     #[test]
     fn sources() {

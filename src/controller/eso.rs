@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::front_end::{Due, FrontEnd, Poll};
-use super::report::{patch_status, STATUS_HEARTBEAT};
+use super::report::{patch_status, with_heartbeat};
 use super::Shared;
 use crate::api::eso::crd::ExternalSecret;
 use crate::api::eso::path::go_duration;
@@ -191,14 +191,18 @@ impl FrontEnd for ExternalSecret {
                 },
             };
             let rv = status::synced_resource_version(self.meta().generation, &meta_hash(self));
-            if let Some(next) = status::next_status(
-                self.status.as_ref(),
-                &outcome,
-                &shared.restarter.condition(self),
-                &rv,
-                chrono::Utc::now(),
-                STATUS_HEARTBEAT,
-            ) {
+            let rollout = shared.restarter.condition(self);
+            let next = with_heartbeat(shared, |heartbeat| {
+                status::next_status(
+                    self.status.as_ref(),
+                    &outcome,
+                    &rollout,
+                    &rv,
+                    chrono::Utc::now(),
+                    heartbeat,
+                )
+            });
+            if let Some(next) = next {
                 if let Ok(v) = serde_json::to_value(next) {
                     patch_status(self, shared, v).await;
                 }

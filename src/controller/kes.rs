@@ -7,7 +7,7 @@ use kube::{Resource, ResourceExt};
 
 use super::front_end::FrontEnd;
 use super::namespaces::{self, Known};
-use super::report::{patch_status, STATUS_HEARTBEAT};
+use super::report::{patch_status, with_heartbeat};
 use super::Shared;
 use crate::api::kes::crd::ExternalSecret;
 use crate::api::kes::status::{self, Outcome};
@@ -60,14 +60,18 @@ impl FrontEnd for ExternalSecret {
                 self.backend().as_str(),
                 outcome.ok,
             );
-            if let Some(status) = status::next_status(
-                self.status.as_ref(),
-                &outcome,
-                &shared.restarter.condition(self),
-                self.meta().generation,
-                chrono::Utc::now(),
-                STATUS_HEARTBEAT,
-            ) {
+            let rollout = shared.restarter.condition(self);
+            let next = with_heartbeat(shared, |heartbeat| {
+                status::next_status(
+                    self.status.as_ref(),
+                    &outcome,
+                    &rollout,
+                    self.meta().generation,
+                    chrono::Utc::now(),
+                    heartbeat,
+                )
+            });
+            if let Some(status) = next {
                 if let Ok(status) = serde_json::to_value(status) {
                     patch_status(self, shared, status).await;
                 }

@@ -5,6 +5,7 @@
 //! `objects`; wiring (watches, leader election, Vault events, shutdown) is `run`.
 
 mod audit_listener;
+mod budget;
 mod credentials;
 pub(crate) mod eso;
 mod eso_stores;
@@ -36,6 +37,7 @@ mod fixtures;
 
 pub use front_end::{Due, FrontEnd, Poll};
 pub use reconcile::{error_policy, reconcile};
+pub use report::{status_heartbeat, STATUS_HEARTBEAT};
 pub use run::{kube_client, run, vault_stack};
 pub use template_sources::TemplateSources;
 
@@ -80,6 +82,8 @@ pub struct Shared {
     reporter: Reporter,
     /// Sync slots (`SYNC_CONCURRENCY`), new and changed objects first.
     gate: Gate,
+    /// Heartbeat-only status writes, all objects together (`report::heartbeat`).
+    heartbeats: budget::Budget,
     /// This replica may write (it holds the Lease, or leader election is off). Checked before
     /// every write, so a replica that loses the Lease stops writing at once.
     leading: AtomicBool,
@@ -96,6 +100,7 @@ impl Shared {
         let defaults = Defaults::from_config(&config);
         Shared {
             gate: Gate::new(usize::from(config.sync_concurrency), metrics.clone()),
+            heartbeats: budget::Budget::per_second(report::HEARTBEATS_PER_SECOND),
             warnings: Recorder::new(client.clone(), reporter.clone()),
             objects: Objects::new(metrics.clone()),
             namespaces: NamespaceIndex::default(),

@@ -87,6 +87,11 @@ impl Objects {
         st.poll = poll;
     }
 
+    /// How many objects it remembers.
+    pub fn count(&self) -> usize {
+        self.map().len()
+    }
+
     /// Its poll interval at its last sync, if it is polled.
     pub fn poll_interval(&self, uid: &str) -> Option<Duration> {
         self.map().get(uid).and_then(|st| st.poll)

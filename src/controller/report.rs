@@ -11,11 +11,35 @@ use serde_json::json;
 
 use super::front_end::FrontEnd;
 use super::Shared;
+use crate::api::condition::Heartbeat;
 use crate::engine::Write;
 use crate::error::Error;
 
-/// How often `lastSync` is refreshed while nothing changes.
+/// How often `lastSync` (KES) and `refreshTime` (ESO) are refreshed while nothing changes.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// The most heartbeat-only status writes a second, all objects together. Each is an apiserver
+/// write, an etcd write and a watch event; at 50,000 objects the 5-minute heartbeat was most of
+/// the apiserver work the controller caused in steady state (docs/benchmarks.md, part 3).
+pub const HEARTBEATS_PER_SECOND: u32 = 50;
+
+/// The heartbeat for `objects` objects: 5 minutes, stretched beyond 15,000 objects so that on
+/// average they fit `HEARTBEATS_PER_SECOND`; the budget then smooths the bursts (objects first
+/// synced together fall due together). A heartbeat the budget refuses is tried at the next poll.
+/// Status changes are written at once whatever the heartbeat.
+pub fn status_heartbeat(objects: usize) -> Duration {
+    let stretched = objects as u64 / u64::from(HEARTBEATS_PER_SECOND);
+    STATUS_HEARTBEAT.max(Duration::from_secs(stretched))
+}
+
+/// Runs `f` (a front-end's status decision) with the heartbeat as it stands now.
+pub fn with_heartbeat<R>(shared: &Shared, f: impl FnOnce(Heartbeat<'_>) -> R) -> R {
+    let budget = || shared.heartbeats.take();
+    f(Heartbeat {
+        every: status_heartbeat(shared.objects.count()),
+        budget: &budget,
+    })
+}
 
 /// Everything after a sync: the `Ready` reason, the front-end's status and metrics, the Event.
 pub async fn report<K: FrontEnd>(
@@ -119,5 +143,26 @@ pub async fn publish_event<K: Resource<DynamicType = ()>>(
     };
     if let Err(e) = published {
         tracing::warn!(error = %crate::error::kube_brief(&e), "could not publish Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_five_minutes_until_the_write_budget_needs_more() {
+        assert_eq!(status_heartbeat(0), STATUS_HEARTBEAT);
+        assert_eq!(status_heartbeat(10_000), STATUS_HEARTBEAT);
+        assert_eq!(status_heartbeat(15_000), STATUS_HEARTBEAT);
+        assert_eq!(status_heartbeat(50_000), Duration::from_secs(1_000));
+        // At any size, the heartbeats of all objects fit the budget.
+        for n in [1_000, 16_000, 50_000, 200_000] {
+            let per_second = n as f64 / status_heartbeat(n).as_secs_f64();
+            assert!(
+                per_second <= HEARTBEATS_PER_SECOND as f64,
+                "{n}: {per_second}/s"
+            );
+        }
     }
 }

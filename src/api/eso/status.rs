@@ -2,12 +2,10 @@
 //! `refreshTime`, `syncedResourceVersion`, `binding` — and when it has changed enough to be
 //! written (a condition change, a spec change, or the heartbeat; never every poll).
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use super::crd::{Binding, ExternalSecretStatus};
-use crate::api::condition::{self, Observed, Side, ROLLOUT_CONDITION};
+use crate::api::condition::{self, Heartbeat, Observed, Side, ROLLOUT_CONDITION};
 
 pub const SYNCED: &str = "SecretSynced";
 pub const SYNC_ERROR: &str = "SecretSyncedError";
@@ -31,7 +29,7 @@ pub fn next_status(
     rollout: &Side,
     synced_resource_version: &str,
     now: DateTime<Utc>,
-    heartbeat: Duration,
+    heartbeat: Heartbeat<'_>,
 ) -> Option<ExternalSecretStatus> {
     let empty = ExternalSecretStatus::default();
     let current = current.unwrap_or(&empty);
@@ -52,15 +50,10 @@ pub fn next_status(
         }
     }
     let same_condition = condition::same(&current.conditions, &next.conditions);
-    let stale = current
-        .refresh_time
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .is_none_or(|t| now.signed_duration_since(t).to_std().unwrap_or_default() >= heartbeat);
     if same_condition
         && next.synced_resource_version == current.synced_resource_version
         && next.binding == current.binding
-        && !(outcome.ok && stale)
+        && !(outcome.ok && heartbeat.due(current.refresh_time.as_deref(), now))
     {
         return None;
     }
@@ -78,6 +71,7 @@ pub fn synced_resource_version(generation: Option<i64>, meta_hash: &str) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ok() -> Outcome {
         Outcome {
@@ -91,7 +85,10 @@ mod tests {
     #[test]
     fn written_on_change_and_heartbeat_only() {
         let t0 = Utc::now();
-        let hb = Duration::from_secs(300);
+        let hb = Heartbeat {
+            every: Duration::from_secs(300),
+            budget: &|| true,
+        };
         let first = next_status(None, &ok(), &Side::Unknown, "1-h", t0, hb).unwrap();
         assert_eq!(first.conditions[0].status, "True");
         assert_eq!(first.binding.as_ref().unwrap().name.as_deref(), Some("app"));

@@ -3,12 +3,10 @@
 //! KES PUT the status on every poll (apiserver 429s at 725 objects). We write only when the
 //! outcome changes, and otherwise refresh `lastSync` at most once per `heartbeat` (5 minutes).
 
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::crd::ExternalSecretStatus;
-use crate::api::condition::{self, Observed, Side, ROLLOUT_CONDITION};
+use crate::api::condition::{self, Heartbeat, Observed, Side, ROLLOUT_CONDITION};
 
 /// Longest status message kept (the apiserver would take more; people read less).
 const MAX_MESSAGE: usize = 1024;
@@ -42,7 +40,7 @@ pub fn next_status(
     rollout: &Side,
     generation: Option<i64>,
     now: DateTime<Utc>,
-    heartbeat: Duration,
+    heartbeat: Heartbeat<'_>,
 ) -> Option<ExternalSecretStatus> {
     let message = truncate(&outcome.message);
     let status_text = if outcome.ok {
@@ -61,21 +59,12 @@ pub fn next_status(
     let conditions = condition::merge(current_conditions, &ready, ROLLOUT_CONDITION, rollout, now);
 
     let last_sync_current = current.and_then(|s| s.last_sync.clone());
-    let last_sync_age = last_sync_current
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| now.signed_duration_since(t.with_timezone(&Utc)));
-    let heartbeat_due = match last_sync_age {
-        None => true,
-        Some(age) => age.to_std().map(|a| a >= heartbeat).unwrap_or(false),
-    };
-
     let unchanged = current.is_some_and(|s| {
         s.status.as_deref() == Some(status_text.as_str())
             && s.observed_generation == generation
             && condition::same(current_conditions, &conditions)
     });
-    if unchanged && !(outcome.ok && heartbeat_due) {
+    if unchanged && !(outcome.ok && heartbeat.due(last_sync_current.as_deref(), now)) {
         return None;
     }
     Some(ExternalSecretStatus {
@@ -109,8 +98,15 @@ fn truncate(s: &str) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use std::time::Duration;
 
-    const HB: Duration = Duration::from_secs(300);
+    fn always() -> bool {
+        true
+    }
+    const HB: Heartbeat<'static> = Heartbeat {
+        every: Duration::from_secs(300),
+        budget: &always,
+    };
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
@@ -185,6 +181,57 @@ mod tests {
             HB
         )
         .is_some());
+    }
+
+    #[test]
+    fn the_budget_holds_back_heartbeats_only() {
+        let asked = std::cell::Cell::new(0);
+        let refuse = || {
+            asked.set(asked.get() + 1);
+            false
+        };
+        let spent = Heartbeat {
+            every: HB.every,
+            budget: &refuse,
+        };
+        let s0 = next_status(
+            None,
+            &Outcome::synced(),
+            &Side::Unknown,
+            Some(1),
+            t(0),
+            spent,
+        );
+        assert!(s0.is_some(), "a first status is a change, not a heartbeat");
+        let s0 = s0.unwrap();
+        assert_eq!(asked.get(), 0);
+        let heartbeat = next_status(
+            Some(&s0),
+            &Outcome::synced(),
+            &Side::Unknown,
+            Some(1),
+            t(600),
+            spent,
+        );
+        assert_eq!(
+            heartbeat, None,
+            "due, but the budget is spent: tried next poll"
+        );
+        assert_eq!(asked.get(), 1);
+        // Changes go through without asking: a new generation, a failure.
+        let synced = Outcome::synced();
+        let changed = next_status(Some(&s0), &synced, &Side::Unknown, Some(2), t(600), spent);
+        assert!(changed.is_some());
+        let failed = next_status(
+            Some(&s0),
+            &fail("x"),
+            &Side::Unknown,
+            Some(1),
+            t(600),
+            spent,
+        );
+        assert!(failed.is_some());
+        assert_eq!(asked.get(), 1);
     }
 
     #[test]
