@@ -88,10 +88,7 @@ impl Events {
         for uid in &uids {
             self.shared.objects.changed(uid, now.into_std());
         }
-        for resend in self
-            .retrigger
-            .select(|o| o.uid().is_some_and(|u| uids.contains(&u)))
-        {
+        for resend in self.retrigger.select(|o| uids.contains(o.uid())) {
             resend();
         }
     }

@@ -177,7 +177,7 @@ async fn run_store_loop<S: StoreObject>(
                 let ns = store.namespace();
                 for resend in retrigger.select(|o| {
                     o.store().is_some_and(|(k, n)| k == kind && n == name)
-                        && (ns.is_none() || o.namespace() == ns)
+                        && ns.as_deref().is_none_or(|ns| o.namespace() == ns)
                 }) {
                     resend();
                 }

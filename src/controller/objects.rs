@@ -236,13 +236,9 @@ impl Objects {
         }
     }
 
-    /// Forgets the objects that are gone (deleted, or no longer ours), with their metric
-    /// series. `live` holds the uids still present, `live_names` their names by namespace.
-    pub fn prune(&self, live: &HashSet<String>, live_names: &HashMap<String, HashSet<String>>) {
-        let live_name =
-            |ns: &str, name: &str| live_names.get(ns).is_some_and(|names| names.contains(name));
-        self.metrics.per_object.retain(live_name);
-        self.metrics.eso_per_object.retain(live_name);
+    /// Forgets the objects that are gone (deleted, or no longer ours): `live` holds the uids
+    /// still present. Their metric series go with `prune_series`.
+    pub fn prune(&self, live: &HashSet<&str>) {
         self.map().retain(|uid, st| {
             if live.contains(&**uid) {
                 return true;
@@ -252,6 +248,14 @@ impl Objects {
             }
             false
         });
+    }
+
+    /// Drops the per-object metric series of objects that are gone: `live` holds the
+    /// (namespace, name) of those still present.
+    pub fn prune_series(&self, live: &HashSet<(&str, &str)>) {
+        let live_name = |ns: &str, name: &str| live.contains(&(ns, name));
+        self.metrics.per_object.retain(live_name);
+        self.metrics.eso_per_object.retain(live_name);
     }
 }
 
@@ -354,10 +358,8 @@ mod tests {
         o.metrics.per_object.record("ns", "b", "vault", false);
         o.metrics.eso_per_object.record("ns", "a", true);
         o.metrics.eso_per_object.record("ns", "b", true);
-        let live: HashSet<String> = ["a".to_string()].into();
-        let names: HashMap<String, HashSet<String>> =
-            [("ns".to_string(), ["a".to_string()].into())].into();
-        o.prune(&live, &names);
+        o.prune(&["a"].into());
+        o.prune_series(&[("ns", "a")].into());
         assert_eq!((gauge("SecretSynced"), gauge("VaultReadFailed")), (1, 0));
         let text = o.metrics.encode().unwrap();
         assert!(

@@ -73,12 +73,12 @@ impl Readers {
     }
 
     /// Forgets objects that are gone.
-    pub fn retain(&self, live: &HashSet<String>) {
+    pub fn retain(&self, live: &HashSet<&str>) {
         let mut index = self.index();
         let gone: Vec<String> = index
             .by_object
             .keys()
-            .filter(|u| !live.contains(*u))
+            .filter(|u| !live.contains(u.as_str()))
             .cloned()
             .collect();
         for uid in gone {
@@ -118,7 +118,7 @@ mod tests {
         );
         r.record("a", vec![read("kv/data/other")]);
         assert_eq!(r.of("kv/app").0, ["b".to_string()].into());
-        r.retain(&["a".to_string()].into());
+        r.retain(&["a"].into());
         assert!(r.of("kv/app").0.is_empty());
         assert_eq!(r.of("kv/other").0.len(), 1);
     }

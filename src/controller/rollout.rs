@@ -169,7 +169,7 @@ impl Restarter {
     }
 
     /// Forgets objects that are gone.
-    pub fn retain(&self, live: &HashSet<String>) {
+    pub fn retain(&self, live: &HashSet<&str>) {
         self.outcomes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -239,7 +239,7 @@ impl Restarter {
         let (Some(retrigger), Some(uid)) = (self.resend.get(), uid) else {
             return;
         };
-        for resend in retrigger.select(|o| o.uid().as_deref() == Some(uid)) {
+        for resend in retrigger.select(|o| o.uid() == uid) {
             resend();
         }
     }

@@ -52,8 +52,8 @@ impl Outcomes {
         per.insert(target.to_string(), result.clone()) != Some(result)
     }
 
-    pub fn retain(&mut self, live: &HashSet<String>) {
-        self.0.retain(|uid, _| live.contains(uid));
+    pub fn retain(&mut self, live: &HashSet<&str>) {
+        self.0.retain(|uid, _| live.contains(uid.as_str()));
     }
 
     /// The `RolloutRestart` condition of an object whose annotation is `annotation`.

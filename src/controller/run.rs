@@ -1,7 +1,7 @@
 //! Wiring: the Vault stack, the HTTP endpoints, leader election, the watches of each scope,
 //! the background tasks (readiness, pruning, Vault events), and graceful shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -343,16 +343,22 @@ async fn prune_loop(shared: Arc<Shared>, objects: Arc<Retrigger>, every: Duratio
     let mut tick = tokio::time::interval(every.max(Duration::from_secs(10)));
     loop {
         tick.tick().await;
-        let mut live = HashSet::new();
-        let mut live_names: HashMap<String, HashSet<String>> = HashMap::new();
-        for (uid, ns, name) in objects.scopes.iter().flat_map(|s| s.live(&shared)) {
-            live.insert(uid);
-            live_names.entry(ns).or_default().insert(name);
-        }
-        shared.readers.retain(&live);
-        shared.restarter.retain(&live);
-        shared.objects.prune(&live, &live_names);
+        prune(&shared, &objects);
     }
+}
+
+/// One pass of `prune_loop`. The live objects are looked at where they are stored, and each of
+/// the two sets built from them is dropped before the next: at 10,000 objects, copies of their
+/// names were the largest part of the heap's peak (docs/benchmarks.md).
+fn prune(shared: &Shared, objects: &Retrigger) {
+    let live: Vec<_> = objects.scopes.iter().flat_map(|s| s.live(shared)).collect();
+    let uids: HashSet<&str> = live.iter().map(|o| o.uid()).collect();
+    shared.readers.retain(&uids);
+    shared.restarter.retain(&uids);
+    shared.objects.prune(&uids);
+    drop(uids);
+    let names: HashSet<(&str, &str)> = live.iter().map(|o| (o.namespace(), o.name())).collect();
+    shared.objects.prune_series(&names);
 }
 
 /// Keeps the overdue gauge current (objects not confirmed in sync for three poll intervals).

@@ -22,25 +22,29 @@ const SPREAD_STEPS: u32 = 20;
 pub trait ScopeObjects: Send + Sync {
     /// Senders for the objects `pick` selects.
     fn select(&self, pick: &dyn Fn(&dyn Picked) -> bool) -> Vec<Resend>;
-    /// (uid, namespace, name) of every object this instance serves.
-    fn live(&self, shared: &Shared) -> Vec<(String, String, String)>;
+    /// Every object this instance serves, shared rather than copied (`run::prune`).
+    fn live(&self, shared: &Shared) -> Vec<Arc<dyn Picked + Send + Sync>>;
     fn ready(&self) -> bool;
 }
 
-/// What a trigger may look at to pick an object.
+/// What a trigger may look at to pick an object, and the pruning to keep its state.
 pub trait Picked {
-    fn uid(&self) -> Option<String>;
-    fn namespace(&self) -> Option<String>;
+    fn uid(&self) -> &str;
+    fn namespace(&self) -> &str;
+    fn name(&self) -> &str;
     /// ESO: `(kind, name)` of the store the object reads through.
     fn store(&self) -> Option<(&str, &str)>;
 }
 
 impl<K: FrontEnd> Picked for Stored<K> {
-    fn uid(&self) -> Option<String> {
-        Some(Stored::uid(self).to_string())
+    fn uid(&self) -> &str {
+        Stored::uid(self)
     }
-    fn namespace(&self) -> Option<String> {
-        Some(Stored::namespace(self).to_string())
+    fn namespace(&self) -> &str {
+        Stored::namespace(self)
+    }
+    fn name(&self) -> &str {
+        Stored::name(self)
     }
     fn store(&self) -> Option<(&str, &str)> {
         K::store_of(self.route())
@@ -70,18 +74,12 @@ impl<K: FrontEnd> ScopeObjects for Scope<K> {
             .collect()
     }
 
-    fn live(&self, shared: &Shared) -> Vec<(String, String, String)> {
+    fn live(&self, shared: &Shared) -> Vec<Arc<dyn Picked + Send + Sync>> {
         self.store
             .state()
             .into_iter()
-            .filter(|o| K::serves(o.route(), o.namespace(), shared))
-            .map(|o| {
-                (
-                    o.uid().to_string(),
-                    o.namespace().to_string(),
-                    o.name().to_string(),
-                )
-            })
+            .filter(|o| K::serves(o.route(), Stored::namespace(o), shared))
+            .map(|o| o as Arc<dyn Picked + Send + Sync>)
             .collect()
     }
 
@@ -122,8 +120,7 @@ pub async fn reschedule_on_vault_events(
             r = outages.changed() => { if r.is_err() { return; } false }
         };
         let failing = shared.objects.failing();
-        let picked =
-            retrigger.select(|o| o.uid().is_some_and(|u| failing.contains(&u) == recovered));
+        let picked = retrigger.select(|o| failing.contains(o.uid()) == recovered);
         if picked.is_empty() {
             continue;
         }

@@ -159,8 +159,7 @@ pub async fn namespace_watch(
             Ok(ev) => {
                 let changed = shared.namespaces.apply(&guard_cfg, ev);
                 if !changed.is_empty() && shared.namespaces.listed() {
-                    for resend in
-                        retrigger.select(|o| o.namespace().is_some_and(|ns| changed.contains(&ns)))
+                    for resend in retrigger.select(|o| changed.iter().any(|ns| ns == o.namespace()))
                     {
                         resend();
                     }
