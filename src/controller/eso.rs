@@ -202,11 +202,7 @@ impl FrontEnd for ExternalSecret {
                     heartbeat,
                 )
             });
-            if let Some(next) = next {
-                if let Ok(v) = serde_json::to_value(next) {
-                    patch_status(self, shared, v).await;
-                }
-            }
+            patch_status(self, shared, next).await;
         }
         .boxed()
     }

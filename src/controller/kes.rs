@@ -71,11 +71,7 @@ impl FrontEnd for ExternalSecret {
                     heartbeat,
                 )
             });
-            if let Some(status) = next {
-                if let Ok(status) = serde_json::to_value(status) {
-                    patch_status(self, shared, status).await;
-                }
-            }
+            patch_status(self, shared, next).await;
         }
         .boxed()
     }

@@ -62,14 +62,19 @@ pub fn reason(result: Result<&Write, &Error>) -> &'static str {
     }
 }
 
-/// Patches an object's status subresource (merge patch), only while leading; counted.
-pub async fn patch_status<K>(obj: &K, shared: &Shared, status: serde_json::Value)
+/// Patches an object's status subresource (merge patch) with the status its front-end decided
+/// to write, if it decided on one; only while leading; counted.
+pub async fn patch_status<K, S>(obj: &K, shared: &Shared, status: Option<S>)
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
+    S: serde::Serialize,
 {
+    let Some(status) = status.and_then(|s| serde_json::to_value(s).ok()) else {
+        return;
+    };
     if !shared.leading() {
         return;
     }
