@@ -16,6 +16,7 @@ pub mod gotmpl;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod single_flight;
 pub mod vault;
 
 pub use error::Error;

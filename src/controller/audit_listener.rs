@@ -83,7 +83,7 @@ impl Events {
         }
         self.count("matched");
         for r in &reads {
-            self.shared.kv.invalidate(r).await;
+            self.shared.kv.invalidate(r);
         }
         for uid in &uids {
             self.shared.objects.changed(uid, now.into_std());

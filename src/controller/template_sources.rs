@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
-use moka::future::Cache;
 
 use crate::engine::templating::Text;
 use crate::engine::SyncSpec;
 use crate::error::{kube_brief, Error};
+use crate::single_flight::Cache;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -34,10 +34,7 @@ impl TemplateSources {
     pub fn new(client: Client, ttl: Duration) -> Self {
         TemplateSources {
             client,
-            cache: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
-                .build(),
+            cache: Cache::new(10_000, ttl),
         }
     }
 
@@ -78,32 +75,33 @@ impl TemplateSources {
     async fn read(&self, kind: Kind, namespace: &str, name: &str) -> Read {
         let key = (kind, namespace.to_string(), name.to_string());
         let client = self.client.clone();
-        self.cache
-            .get_with(key, async move {
-                let got = match kind {
-                    Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
-                        .get_opt(name)
-                        .await
-                        .map(|c| c.map(|c| c.data.unwrap_or_default())),
-                    Kind::Secret => Api::<Secret>::namespaced(client, namespace)
-                        .get_opt(name)
-                        .await
-                        .map(|s| {
-                            s.map(|s| {
-                                s.data
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
-                                    .collect()
-                            })
-                        }),
-                };
-                match got {
-                    Ok(Some(data)) => Ok(Arc::new(data)),
-                    Ok(None) => Err("not found".to_string()),
-                    Err(e) => Err(kube_brief(&e)),
-                }
-            })
-            .await
+        // A failure is kept for the TTL too: the next syncs of the same template do not ask
+        // again for a ConfigMap that is not there.
+        let load = async move {
+            let got = match kind {
+                Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
+                    .get_opt(name)
+                    .await
+                    .map(|c| c.map(|c| c.data.unwrap_or_default())),
+                Kind::Secret => Api::<Secret>::namespaced(client, namespace)
+                    .get_opt(name)
+                    .await
+                    .map(|s| {
+                        s.map(|s| {
+                            s.data
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|(k, v)| Some((k, String::from_utf8(v.0).ok()?)))
+                                .collect()
+                        })
+                    }),
+            };
+            match got {
+                Ok(Some(data)) => Ok(Arc::new(data)),
+                Ok(None) => Err("not found".to_string()),
+                Err(e) => Err(kube_brief(&e)),
+            }
+        };
+        self.cache.get_with(&key, load, |_| true).await
     }
 }

@@ -7,13 +7,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::auth::Verdict;
 use super::mounts::{check_kv, check_read_path, KnownMounts, MountKind};
 use super::{AuthKey, Op, TokenCache, VaultError};
+use crate::single_flight::Cache;
 
 /// The fields of one Vault secret. `Debug` is redacted: values must never reach a log line.
 #[derive(Clone, PartialEq)]
@@ -102,7 +102,7 @@ pub fn kv_api_path(key: &str, kv_version: u8, version: Option<&str>) -> Result<S
 
 pub struct KvReader {
     tokens: Arc<TokenCache>,
-    cache: Cache<ReadKey, Arc<SecretData>>,
+    cache: Cache<ReadKey, Result<Arc<SecretData>, Arc<VaultError>>>,
     mounts: KnownMounts,
 }
 
@@ -111,17 +111,14 @@ impl KvReader {
     pub fn new(tokens: Arc<TokenCache>, ttl: Duration) -> Self {
         KvReader {
             tokens,
-            cache: Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
-                .build(),
+            cache: Cache::new(200_000, ttl),
             mounts: KnownMounts::default(),
         }
     }
 
     /// Drops a cached read, so the next sync reads Vault (a change event said it changed).
-    pub async fn invalidate(&self, key: &ReadKey) {
-        self.cache.invalidate(key).await;
+    pub fn invalidate(&self, key: &ReadKey) {
+        self.cache.invalidate(key);
     }
 
     /// The token cache the reader logs in with (store validation checks a login through it).
@@ -143,7 +140,8 @@ impl KvReader {
     }
 
     pub async fn read(&self, key: &ReadKey) -> Result<Arc<SecretData>, Arc<VaultError>> {
-        self.cache.try_get_with_by_ref(key, self.fetch(key)).await
+        let fetch = async { self.fetch(key).await.map_err(Arc::new) };
+        self.cache.get_with(key, fetch, Result::is_ok).await
     }
 
     async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
