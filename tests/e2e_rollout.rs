@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::e2e::{ready_reason, value, Controller, World};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::Api;
 use serde_json::json;
@@ -92,6 +93,32 @@ async fn a_changed_secret_restarts_its_deployment_once() {
     w.wait_secret(&ns, "app", Duration::from_secs(30), has("two"))
         .await;
     wait_replica_sets(&w, &ns, 2).await;
+    // The Event on the Deployment names it as the patch's answer did (kind, API, uid).
+    let events: Api<Event> = Api::namespaced(w.client.clone(), &ns);
+    let deployment = Api::<Deployment>::namespaced(w.client.clone(), &ns)
+        .get("api")
+        .await
+        .unwrap();
+    let mut on_deployment = None;
+    for _ in 0..50 {
+        on_deployment = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("RolloutRestarted"))
+            .filter_map(|e| e.regarding)
+            .find(|r| r.kind.as_deref() == Some("Deployment"));
+        if on_deployment.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let on_deployment = on_deployment.expect("a RolloutRestarted Event regarding the Deployment");
+    assert_eq!(on_deployment.api_version.as_deref(), Some("apps/v1"));
+    assert_eq!(on_deployment.name.as_deref(), Some("api"));
+    assert_eq!(on_deployment.uid, deployment.metadata.uid);
     // Three more changes inside the window: one restart, at its end.
     for v in ["three", "four", "five"] {
         w.put_kv1("rollout/app", json!({ "v": v })).await;

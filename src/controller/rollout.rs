@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource};
 use serde_json::json;
@@ -37,6 +37,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The workload's API. Its patch is answered as a `DynamicObject`: only its reference is
+    /// read, and decoding the typed object would link the whole pod template's decoder into
+    /// the binary (docs/benchmarks.md, part 2 step 6).
+    fn api_resource(self) -> ApiResource {
+        match self {
+            Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Deployment => "deployment",
@@ -259,20 +270,11 @@ impl Restarter {
             ..Default::default()
         };
         let ns = &w.namespace;
-        let result = match w.kind {
-            Kind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
-                .await
-                .map(|d| d.object_ref(&())),
-            Kind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
-                .await
-                .map(|d| d.object_ref(&())),
-            Kind::DaemonSet => Api::<DaemonSet>::namespaced(self.client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
-                .await
-                .map(|d| d.object_ref(&())),
-        };
+        let resource = w.kind.api_resource();
+        let result = Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &resource)
+            .patch(&w.name, &pp, &patch)
+            .await
+            .map(|d| d.object_ref(&resource));
         let target = format!("{}/{}", w.kind.as_str(), w.name);
         let failure = match &result {
             Ok(_) => None,
