@@ -216,3 +216,18 @@ async fn status_is_written_only_on_change_and_a_warning_once() {
     .await;
     expect_nothing(&mut handle).await;
 }
+
+/// Up to `runner::STARTED_SYNCS` admitted syncs wait at the gate at once, each a task holding
+/// its future: that future stays small (an `async fn` around the sync held it twice over).
+#[tokio::test]
+async fn a_sync_waiting_at_the_gate_stays_small() {
+    let (shared, _handle) = shared();
+    let ctx = Arc::new(super::Context {
+        shared,
+        secrets: Default::default(),
+    });
+    let obj = Arc::new(super::stored::Stored::new(es(json!(null))));
+    let sync = super::runner::sync_once(obj, ctx, super::gate::Lane::Urgent, None);
+    let size = std::mem::size_of_val(&sync);
+    assert!(size <= 320, "a started sync's future is {size} bytes");
+}

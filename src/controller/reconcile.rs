@@ -19,30 +19,50 @@ use crate::engine::write::{self, Write, MANAGER};
 use crate::engine::{fetch, find, inputs_digest, plan, render, DesiredSecret};
 use crate::error::Error;
 
+/// What a due object needs, decided at once: nothing (`Done`), or a sync slot in a lane.
+#[derive(Debug)]
+pub enum Admission {
+    Done(Next),
+    Wait {
+        lane: Lane,
+        /// When a change event from Vault's audit stream made it urgent.
+        changed_at: Option<Instant>,
+    },
+}
+
+/// One ExternalSecret's turn: admitted, then synced in a slot.
 pub async fn reconcile<K: FrontEnd>(
     stored: Arc<Stored<K>>,
     ctx: Arc<Context>,
 ) -> Result<Next, Error> {
-    let shared = &ctx.shared;
-    // Up to `runner::STARTED_SYNCS` syncs wait at the gate at once: until they have a slot, they
-    // look only at what the store keeps outside the packed object, and decode it after.
+    match admit(&stored, &ctx.shared) {
+        Admission::Done(next) => Ok(next),
+        Admission::Wait { lane, changed_at } => in_slot(stored, ctx, lane, changed_at).await,
+    }
+}
+
+/// Whether a due object is synced now, and in which lane. It looks only at what the store
+/// keeps outside the packed object and waits for nothing, so the runner decides it before it
+/// starts a sync: up to `runner::STARTED_SYNCS` syncs wait at the gate at once, and each holds
+/// only what its slot needs.
+pub fn admit<K: FrontEnd>(stored: &Stored<K>, shared: &Shared) -> Admission {
     if !K::serves(stored.route(), stored.namespace(), shared) {
-        return Ok(Next::Await);
+        return Admission::Done(Next::Await);
     }
     if !shared.leading() {
         // A follower keeps its watches warm; on election every object is reconciled.
-        return Ok(Next::Await);
+        return Admission::Done(Next::Await);
     }
-    let uid = stored.uid().to_string();
+    let uid = stored.uid();
     if !shared.namespaces.settled() {
         // KES's guard and ESO's store conditions cannot be decided before the Namespaces are
         // listed (readiness waits for it too); nothing is read or written meanwhile.
-        return Ok(Next::After(Duration::from_secs(1)));
+        return Admission::Done(Next::After(Duration::from_secs(1)));
     }
     // New to this process or spec changed: someone waits for it. Else a poll or a retry.
     // A change event from Vault's audit stream makes it urgent too.
-    let changed_at = shared.objects.take_changed(&uid);
-    let lane = if shared.objects.needs_sync(&uid, stored.generation()) || changed_at.is_some() {
+    let changed_at = shared.objects.take_changed(uid);
+    let lane = if shared.objects.needs_sync(uid, stored.generation()) || changed_at.is_some() {
         Lane::Urgent
     } else {
         Lane::Periodic
@@ -53,14 +73,25 @@ pub async fn reconcile<K: FrontEnd>(
         shared.metrics.refreshes_deferred.inc();
         let interval = shared
             .objects
-            .poll_interval(&uid)
+            .poll_interval(uid)
             .unwrap_or(shared.config.poll_interval);
-        return Ok(Next::After(schedule::deferred(
-            shared.objects.phase(&uid),
+        return Admission::Done(Next::After(schedule::deferred(
+            shared.objects.phase(uid),
             interval,
             now_ms(),
         )));
     }
+    Admission::Wait { lane, changed_at }
+}
+
+/// An admitted object's sync: waits for a slot in its lane, then decodes the object and syncs.
+pub async fn in_slot<K: FrontEnd>(
+    stored: Arc<Stored<K>>,
+    ctx: Arc<Context>,
+    lane: Lane,
+    changed_at: Option<Instant>,
+) -> Result<Next, Error> {
+    let shared = &ctx.shared;
     let _slot = shared.gate.acquire(lane).await;
     let es = match stored.decode() {
         Ok(es) => Arc::new(es),
@@ -81,6 +112,7 @@ pub async fn reconcile<K: FrontEnd>(
         );
         return Ok(Next::Await);
     }
+    let uid = stored.uid().to_string();
     shared.objects.begin(
         &uid,
         es.meta().generation,
@@ -93,7 +125,7 @@ pub async fn reconcile<K: FrontEnd>(
         namespace = stored.namespace(),
         name = stored.name()
     );
-    // Boxed: while waiting above, a reconcile future stays small.
+    // Boxed: while waiting above, a sync stays small.
     Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
 }
 

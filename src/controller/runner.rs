@@ -18,10 +18,12 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use super::front_end::FrontEnd;
+use super::gate::Lane;
 use super::queue::Queue;
+use super::reconcile::{admit, in_slot, Admission};
 use super::scope_store::ScopeStore;
 use super::stored::Stored;
-use super::{error_policy, reconcile, Context};
+use super::{error_policy, Context};
 
 /// Syncs started at once. They wait at `Shared::gate`, which holds the SYNC_CONCURRENCY slots
 /// and lets new and changed objects overtake periodic refreshes, while the queue hands out due
@@ -38,6 +40,24 @@ pub enum Next {
     Await,
 }
 
+impl Next {
+    /// How long until the next sync, `None` for `Await`.
+    pub fn after(self) -> Option<Duration> {
+        match self {
+            Next::After(after) => Some(after),
+            Next::Await => None,
+        }
+    }
+}
+
+/// A due object's turn, as the loop sees it.
+pub enum Started<F> {
+    /// Decided at once (not served here, put off, a panic): when to sync it next, if ever.
+    Done(Option<Duration>),
+    /// A sync to run, which answers the same.
+    Run(F),
+}
+
 /// Runs the scope's syncs until `shutdown`; then lets the running ones finish (a write is never
 /// cut in half) and returns.
 pub async fn run<K: FrontEnd>(
@@ -46,10 +66,22 @@ pub async fn run<K: FrontEnd>(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()>,
 ) {
-    drive(store, queue, shutdown, move |obj| {
-        sync_once(obj, ctx.clone())
-    })
-    .await;
+    drive(store, queue, shutdown, move |obj| start(obj, &ctx)).await;
+}
+
+/// Admits the object before a sync is started for it: what waits at the gate is then only an
+/// admitted sync (at the initial sync, `STARTED_SYNCS` of them at once).
+fn start<K: FrontEnd>(
+    obj: Arc<Stored<K>>,
+    ctx: &Arc<Context>,
+) -> Started<impl Future<Output = Option<Duration>> + Send + 'static> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| admit(&obj, &ctx.shared))) {
+        Ok(Admission::Done(next)) => Started::Done(next.after()),
+        Ok(Admission::Wait { lane, changed_at }) => {
+            Started::Run(sync_once(obj, ctx.clone(), lane, changed_at))
+        }
+        Err(_) => Started::Done(panicked(&obj, ctx)),
+    }
 }
 
 /// The loop of `run`, for any sync (`None`: sync again when the object changes).
@@ -57,7 +89,7 @@ async fn drive<K, F>(
     store: Arc<ScopeStore<K>>,
     queue: Arc<Queue>,
     shutdown: impl Future<Output = ()>,
-    sync: impl Fn(Arc<Stored<K>>) -> F,
+    start: impl Fn(Arc<Stored<K>>) -> Started<F>,
 ) where
     K: FrontEnd,
     F: Future<Output = Option<Duration>> + Send + 'static,
@@ -88,34 +120,47 @@ async fn drive<K, F>(
                 }
                 // Gone since it was scheduled: nothing to do.
                 let Some(obj) = store.get(&key) else { continue };
-                active.insert(key.clone());
-                let sync = sync(obj);
-                running.spawn(async move { (key, sync.await) });
+                match start(obj) {
+                    Started::Done(Some(after)) => queue.schedule(&key, after),
+                    Started::Done(None) => {}
+                    Started::Run(sync) => {
+                        active.insert(key.clone());
+                        running.spawn(sync.map(move |next| (key, next)));
+                    }
+                }
             }
         }
     }
     while running.join_next().await.is_some() {}
 }
 
-/// One sync and when to sync the object next (`None`: when it changes).
-async fn sync_once<K: FrontEnd>(obj: Arc<Stored<K>>, ctx: Arc<Context>) -> Option<Duration> {
-    match AssertUnwindSafe(reconcile(obj.clone(), ctx.clone()))
+/// One admitted sync and when to sync the object next (`None`: when it changes). Combinators,
+/// not an `async fn`: an `async fn` would hold the sync's future twice (rust-lang/rust#62958),
+/// and up to `STARTED_SYNCS` of these wait at the gate.
+pub(super) fn sync_once<K: FrontEnd>(
+    obj: Arc<Stored<K>>,
+    ctx: Arc<Context>,
+    lane: Lane,
+    changed_at: Option<std::time::Instant>,
+) -> impl Future<Output = Option<Duration>> + Send + 'static {
+    AssertUnwindSafe(in_slot(obj.clone(), ctx.clone(), lane, changed_at))
         .catch_unwind()
-        .await
-    {
-        Ok(Ok(Next::After(after))) => Some(after),
-        Ok(Ok(Next::Await)) => None,
-        Ok(Err(e)) => Some(error_policy(obj, &e, ctx)),
-        Err(_) => {
-            tracing::error!(
-                api = K::API,
-                namespace = obj.namespace(),
-                name = obj.name(),
-                "sync panicked; trying again at the next poll"
-            );
-            Some(ctx.shared.config.poll_interval)
-        }
-    }
+        .map(move |outcome| match outcome {
+            Ok(Ok(next)) => next.after(),
+            Ok(Err(e)) => Some(error_policy(obj, &e, ctx)),
+            Err(_) => panicked(&obj, &ctx),
+        })
+}
+
+/// A panic in an object's turn: logged, and the object tried again at the next poll.
+fn panicked<K: FrontEnd>(obj: &Stored<K>, ctx: &Context) -> Option<Duration> {
+    tracing::error!(
+        api = K::API,
+        namespace = obj.namespace(),
+        name = obj.name(),
+        "sync panicked; trying again at the next poll"
+    );
+    Some(ctx.shared.config.poll_interval)
 }
 
 #[cfg(test)]
@@ -153,20 +198,23 @@ mod tests {
         log: Log,
         takes: Duration,
         next: Option<Duration>,
-    ) -> impl Fn(Arc<Stored<ExternalSecret>>) -> futures::future::BoxFuture<'static, Option<Duration>>
-    {
+    ) -> impl Fn(
+        Arc<Stored<ExternalSecret>>,
+    ) -> Started<futures::future::BoxFuture<'static, Option<Duration>>> {
         let t0 = Instant::now();
         move |obj| {
             let log = log.clone();
-            async move {
-                let start = t0.elapsed();
-                tokio::time::sleep(takes).await;
-                log.lock()
-                    .unwrap()
-                    .push((obj.name().to_string(), start, t0.elapsed()));
-                next
-            }
-            .boxed()
+            Started::Run(
+                async move {
+                    let start = t0.elapsed();
+                    tokio::time::sleep(takes).await;
+                    log.lock()
+                        .unwrap()
+                        .push((obj.name().to_string(), start, t0.elapsed()));
+                    next
+                }
+                .boxed(),
+            )
         }
     }
 

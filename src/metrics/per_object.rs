@@ -3,8 +3,8 @@
 //!
 //! As prometheus-crate children they would cost several times more per series, resident and
 //! again per scrape. Written at once, the text (~3 MiB at 10,000 KES objects) and its regrown
-//! buffer raised the controller's peak RSS on every scrape; in pieces, a scrape holds one piece
-//! (docs/benchmarks.md). The map is locked per piece, not for the whole response: a piece
+//! buffer raised the controller's peak RSS on every scrape; in pieces, a scrape holds the few
+//! pieces the server has queued (docs/benchmarks.md). The map is locked per piece, not for the whole response: a piece
 //! resumes after the last object written, so an object added or removed meanwhile is written
 //! once or not at all, never twice.
 
@@ -13,8 +13,10 @@ use std::fmt::Write as _;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
-/// Objects written per piece of a scrape (~40 KiB of text).
-pub const PIECE_OBJECTS: usize = 256;
+/// Objects written per piece of a scrape. hyper queues up to 16 pieces of a response while the
+/// scraper reads slower than we write, so the size of a piece bounds what a scrape holds
+/// (docs/benchmarks.md, part 2 step 7).
+pub const PIECE_OBJECTS: usize = 32;
 
 /// Where a family's next piece starts: after this (namespace, name).
 pub type Cursor = (Box<str>, Box<str>);
