@@ -56,8 +56,9 @@ impl State {
 }
 
 /// Each `State` is boxed: the map's slots (a power of two, many of them empty) then hold
-/// a pointer each instead of a whole record.
-type Map = HashMap<Box<str>, Box<State>>;
+/// a pointer each instead of a whole record. The key is the store's own allocation of the uid
+/// (`Stored::shared_uid`), not a copy.
+type Map = HashMap<Arc<str>, Box<State>>;
 
 pub struct Objects {
     map: Mutex<Map>,
@@ -79,9 +80,16 @@ impl Objects {
 
     /// A sync of generation `generation` starts; `poll` is the object's poll interval (`None`:
     /// not polled, so never overdue).
-    pub fn begin(&self, uid: &str, generation: Option<i64>, poll: Option<Duration>, now: Instant) {
+    pub fn begin(
+        &self,
+        uid: &Arc<str>,
+        generation: Option<i64>,
+        poll: Option<Duration>,
+        now: Instant,
+    ) {
         let mut map = self.map();
-        let st = entry(&mut map, uid);
+        // The store's allocation of the uid, if the record is new.
+        let st = map.entry(uid.clone()).or_default();
         st.generation = generation;
         st.waiting_since.get_or_insert(now);
         st.poll = poll;
@@ -259,9 +267,12 @@ impl Objects {
     }
 }
 
-/// The object's state, new if it has none.
+/// The object's record, a new one if it has none (a key is allocated only then).
 fn entry<'m>(map: &'m mut Map, uid: &str) -> &'m mut State {
-    map.entry(uid.into()).or_default()
+    let key = map
+        .get_key_value(uid)
+        .map_or_else(|| Arc::from(uid), |(key, _)| key.clone());
+    map.entry(key).or_default()
 }
 
 #[cfg(test)]
@@ -277,7 +288,7 @@ mod tests {
         let o = objects();
         assert!(o.needs_sync("u", Some(1)), "never attempted");
         assert!(o.needs_sync("u", None), "never attempted, no generation");
-        o.begin("u", Some(3), None, Instant::now());
+        o.begin(&Arc::from("u"), Some(3), None, Instant::now());
         assert!(!o.needs_sync("u", Some(3)), "status patch or label edit");
         assert!(o.needs_sync("u", Some(4)), "spec edited");
     }
@@ -297,9 +308,9 @@ mod tests {
         let o = objects();
         let t = Instant::now();
         let poll = Some(Duration::from_secs(10));
-        o.begin("never-synced", Some(1), poll, t);
-        o.begin("synced", Some(1), poll, t);
-        o.begin("not-polled", Some(1), None, t);
+        o.begin(&Arc::from("never-synced"), Some(1), poll, t);
+        o.begin(&Arc::from("synced"), Some(1), poll, t);
+        o.begin(&Arc::from("not-polled"), Some(1), None, t);
         o.succeeded("synced", 7, t + Duration::from_secs(25));
         assert_eq!(
             o.overdue(t + Duration::from_secs(30)),
@@ -308,7 +319,12 @@ mod tests {
         );
         assert_eq!(o.overdue(t + Duration::from_secs(31)), 1, "never-synced");
         // A failing retry does not reset the wait; only a success does.
-        o.begin("never-synced", Some(1), poll, t + Duration::from_secs(40));
+        o.begin(
+            &Arc::from("never-synced"),
+            Some(1),
+            poll,
+            t + Duration::from_secs(40),
+        );
         o.failed("never-synced");
         assert_eq!(o.overdue(t + Duration::from_secs(56)), 2, "both now");
         o.succeeded("never-synced", 7, t + Duration::from_secs(56));

@@ -112,7 +112,7 @@ pub async fn in_slot<K: FrontEnd>(
         );
         return Ok(Next::Await);
     }
-    let uid = stored.uid().to_string();
+    let uid = stored.shared_uid().clone();
     shared.objects.begin(
         &uid,
         es.meta().generation,
@@ -132,7 +132,7 @@ pub async fn in_slot<K: FrontEnd>(
 /// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
 async fn sync_and_report<K: FrontEnd>(
     es: Arc<K>,
-    uid: String,
+    uid: Arc<str>,
     changed_at: Option<Instant>,
     ctx: &Context,
 ) -> Result<Next, Error> {

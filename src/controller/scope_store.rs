@@ -73,8 +73,8 @@ impl<K: FrontEnd> ScopeStore<K> {
     fn insert(&self, obj: K) -> Arc<Stored<K>> {
         let mut stored = Stored::new(obj);
         let mut objects = self.write();
-        if let Some((key, _)) = objects.get_key_value(stored.key()) {
-            stored.share_key(key);
+        if let Some((key, previous)) = objects.get_key_value(stored.key()) {
+            stored.share_with(key, previous);
         }
         let stored = Arc::new(stored);
         objects.insert(stored.key().clone(), stored.clone());
@@ -162,8 +162,10 @@ mod tests {
         );
         store.apply(watcher::Event::InitDone);
         assert_eq!(names(&store), [("x".into(), Some(3))]);
-        // The new version shares the old one's key.
-        assert!(Arc::ptr_eq(x.key(), store.get("a/x").unwrap().key()));
+        // The new version shares the old one's key and uid (and so does `Objects`' record).
+        let x3 = store.get("a/x").unwrap();
+        assert!(Arc::ptr_eq(x.key(), x3.key()));
+        assert!(Arc::ptr_eq(x.shared_uid(), x3.shared_uid()));
 
         store.apply(watcher::Event::Delete(es("x", 3)));
         assert!(store.state().is_empty());

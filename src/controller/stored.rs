@@ -21,7 +21,8 @@ use crate::error::Error;
 pub struct Stored<K: FrontEnd> {
     /// `namespace/name`: the scope store's and the queue's key (one allocation for both).
     key: Arc<str>,
-    uid: Box<str>,
+    /// Shared with `Objects`' record of this object (one allocation for both).
+    uid: Arc<str>,
     generation: Option<i64>,
     route: K::Route,
     /// The object without name, namespace, uid and generation, as JSON.
@@ -61,10 +62,14 @@ impl<K: FrontEnd> Stored<K> {
         &self.key
     }
 
-    /// Shares an equal key's allocation (the object's previous version's).
-    pub fn share_key(&mut self, key: &Arc<str>) {
+    /// Shares the allocations of an equal key and uid: the object's previous version's, under
+    /// `key` in the store.
+    pub fn share_with(&mut self, key: &Arc<str>, previous: &Stored<K>) {
         if *self.key == **key {
             self.key = key.clone();
+        }
+        if self.uid == previous.uid {
+            self.uid = previous.uid.clone();
         }
     }
 
@@ -79,6 +84,11 @@ impl<K: FrontEnd> Stored<K> {
     }
 
     pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The uid's allocation, for the records kept by uid (`Objects`).
+    pub fn shared_uid(&self) -> &Arc<str> {
         &self.uid
     }
 
