@@ -28,8 +28,14 @@ use super::{error_policy, Context};
 /// Syncs started at once. They wait at `Shared::gate`, which holds the SYNC_CONCURRENCY slots
 /// and lets new and changed objects overtake periodic refreshes, while the queue hands out due
 /// objects in deadline order. So a new object overtakes up to this many queued refreshes; beyond
-/// that it waits in the queue. Bounded, as each started sync holds its decoded object.
+/// that it waits in the queue. Bounded, as each started sync is a task.
 pub const STARTED_SYNCS: usize = 1024;
+
+/// Urgent syncs (new and changed objects) a scope starts per sync slot, at most. More could not
+/// run sooner: urgent syncs take the slots in the order they were started. So in an initial sync,
+/// where every object is new, the objects wait in the queue rather than as a thousand tasks at
+/// the gate; refreshes are started as before, up to `STARTED_SYNCS`, to be overtaken.
+pub const URGENT_STARTED_PER_SLOT: usize = 2;
 
 /// What a finished sync asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,8 +60,8 @@ impl Next {
 pub enum Started<F> {
     /// Decided at once (not served here, put off, a panic): when to sync it next, if ever.
     Done(Option<Duration>),
-    /// A sync to run, which answers the same.
-    Run(F),
+    /// A sync to run in this lane, which answers the same.
+    Run(F, Lane),
 }
 
 /// Runs the scope's syncs until `shutdown`; then lets the running ones finish (a write is never
@@ -66,7 +72,11 @@ pub async fn run<K: FrontEnd>(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()>,
 ) {
-    drive(store, queue, shutdown, move |obj| start(obj, &ctx)).await;
+    let urgent_limit = usize::from(ctx.shared.config.sync_concurrency) * URGENT_STARTED_PER_SLOT;
+    drive(store, queue, shutdown, urgent_limit, move |obj| {
+        start(obj, &ctx)
+    })
+    .await;
 }
 
 /// Admits the object before a sync is started for it: what waits at the gate is then only an
@@ -78,23 +88,26 @@ fn start<K: FrontEnd>(
     match std::panic::catch_unwind(AssertUnwindSafe(|| admit(&obj, &ctx.shared))) {
         Ok(Admission::Done(next)) => Started::Done(next.after()),
         Ok(Admission::Wait { lane, changed_at }) => {
-            Started::Run(sync_once(obj, ctx.clone(), lane, changed_at))
+            Started::Run(sync_once(obj, ctx.clone(), lane, changed_at), lane)
         }
         Err(_) => Started::Done(panicked(&obj, ctx)),
     }
 }
 
-/// The loop of `run`, for any sync (`None`: sync again when the object changes).
+/// The loop of `run`, for any sync (`None`: sync again when the object changes), with at most
+/// `urgent_limit` urgent syncs started at once.
 async fn drive<K, F>(
     store: Arc<ScopeStore<K>>,
     queue: Arc<Queue>,
     shutdown: impl Future<Output = ()>,
+    urgent_limit: usize,
     start: impl Fn(Arc<Stored<K>>) -> Started<F>,
 ) where
     K: FrontEnd,
     F: Future<Output = Option<Duration>> + Send + 'static,
 {
-    let mut running = JoinSet::<(Arc<str>, Option<Duration>)>::new();
+    let mut running = JoinSet::<(Arc<str>, Lane, Option<Duration>)>::new();
+    let mut urgent = 0;
     let mut active: HashSet<Arc<str>> = HashSet::new();
     let mut again: HashSet<Arc<str>> = HashSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -104,7 +117,10 @@ async fn drive<K, F>(
             () = &mut shutdown => break,
             Some(done) = running.join_next() => {
                 // Panics are caught inside the task, so a task always joins.
-                let Ok((key, next)) = done else { continue };
+                let Ok((key, lane, next)) = done else { continue };
+                if lane == Lane::Urgent {
+                    urgent -= 1;
+                }
                 active.remove(&key);
                 if let Some(after) = next {
                     queue.schedule(&key, after);
@@ -113,7 +129,7 @@ async fn drive<K, F>(
                     queue.schedule(&key, Duration::ZERO);
                 }
             }
-            key = queue.next_due(), if running.len() < STARTED_SYNCS => {
+            key = queue.next_due(), if running.len() < STARTED_SYNCS && urgent < urgent_limit.max(1) => {
                 if active.contains(&key) {
                     again.insert(key);
                     continue;
@@ -123,9 +139,12 @@ async fn drive<K, F>(
                 match start(obj) {
                     Started::Done(Some(after)) => queue.schedule(&key, after),
                     Started::Done(None) => {}
-                    Started::Run(sync) => {
+                    Started::Run(sync, lane) => {
+                        if lane == Lane::Urgent {
+                            urgent += 1;
+                        }
                         active.insert(key.clone());
-                        running.spawn(sync.map(move |next| (key, next)));
+                        running.spawn(sync.map(move |next| (key, lane, next)));
                     }
                 }
             }
@@ -191,7 +210,8 @@ mod tests {
         store
     }
 
-    /// Each sync's (name, start, end), a sync taking `takes`.
+    /// Each sync's (name, start, end), a sync taking `takes`; objects named `p…` are periodic
+    /// refreshes, the others urgent.
     type Log = Arc<Mutex<Vec<(String, Duration, Duration)>>>;
 
     fn syncs(
@@ -204,6 +224,11 @@ mod tests {
         let t0 = Instant::now();
         move |obj| {
             let log = log.clone();
+            let lane = if obj.name().starts_with('p') {
+                Lane::Periodic
+            } else {
+                Lane::Urgent
+            };
             Started::Run(
                 async move {
                     let start = t0.elapsed();
@@ -214,6 +239,7 @@ mod tests {
                     next
                 }
                 .boxed(),
+                lane,
             )
         }
     }
@@ -227,6 +253,15 @@ mod tests {
     }
 
     fn start(names: &[&str], takes: Duration, next: Option<Duration>) -> Running {
+        start_limited(names, takes, next, STARTED_SYNCS)
+    }
+
+    fn start_limited(
+        names: &[&str],
+        takes: Duration,
+        next: Option<Duration>,
+        urgent_limit: usize,
+    ) -> Running {
         let queue = Arc::new(Queue::default());
         let log = Log::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -236,6 +271,7 @@ mod tests {
             async move {
                 let _ = stopped.await;
             },
+            urgent_limit,
             syncs(log.clone(), takes, next),
         ));
         Running {
@@ -292,6 +328,32 @@ mod tests {
         assert_eq!(
             run.stop().await,
             [("x".to_string(), Duration::ZERO, 10 * S)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urgent_syncs_are_started_up_to_their_limit_and_refreshes_beside_them() {
+        let run = start_limited(&["p1", "p2", "u1", "u2", "u3"], 10 * S, None, 2);
+        for key in ["a/p1", "a/p2", "a/u1", "a/u2", "a/u3"] {
+            run.queue.now(&k(key));
+        }
+        tokio::time::sleep(30 * S).await;
+        let mut starts: Vec<_> = run
+            .stop()
+            .await
+            .into_iter()
+            .map(|(name, start, _)| (name, start))
+            .collect();
+        starts.sort();
+        assert_eq!(
+            starts,
+            [
+                ("p1".to_string(), Duration::ZERO),
+                ("p2".to_string(), Duration::ZERO),
+                ("u1".to_string(), Duration::ZERO),
+                ("u2".to_string(), Duration::ZERO),
+                ("u3".to_string(), 10 * S),
+            ]
         );
     }
 }
