@@ -1,4 +1,5 @@
-//! The controller: watches feed an ExternalSecret at a time to `reconcile`, which waits for a
+//! The controller: watches feed an ExternalSecret at a time to `reconcile`, which admits it
+//! (`admit`: served here, leading, which lane) and then, in the runner's task, waits for a
 //! sync slot (`gate`), asks the KES front-end for a `SyncSpec`, runs the engine (fetch, render,
 //! write), then reports (`report`: status only on change, Events, metrics) and schedules the
 //! next poll (`schedule`). Each scope's `runner` takes due objects from its `queue`. The watch keeps each object packed (`stored`); per-object memory is
@@ -36,7 +37,7 @@ mod write_loop;
 mod fixtures;
 
 pub use front_end::{Due, FrontEnd, Poll};
-pub use reconcile::{error_policy, reconcile};
+pub use reconcile::error_policy;
 pub use report::{status_heartbeat, STATUS_HEARTBEAT};
 pub use run::{kube_client, run, vault_stack};
 pub use template_sources::TemplateSources;

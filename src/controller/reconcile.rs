@@ -30,17 +30,6 @@ pub enum Admission {
     },
 }
 
-/// One ExternalSecret's turn: admitted, then synced in a slot.
-pub async fn reconcile<K: FrontEnd>(
-    stored: Arc<Stored<K>>,
-    ctx: Arc<Context>,
-) -> Result<Next, Error> {
-    match admit(&stored, &ctx.shared) {
-        Admission::Done(next) => Ok(next),
-        Admission::Wait { lane, changed_at } => in_slot(stored, ctx, lane, changed_at).await,
-    }
-}
-
 /// Whether a due object is synced now, and in which lane. It looks only at what the store
 /// keeps outside the packed object and waits for nothing, so the runner decides it before it
 /// starts a sync: up to `runner::STARTED_SYNCS` syncs wait at the gate at once, and each holds

@@ -106,6 +106,7 @@ async fn drive<K, F>(
     K: FrontEnd,
     F: Future<Output = Option<Duration>> + Send + 'static,
 {
+    let urgent_limit = urgent_limit.max(1);
     let mut running = JoinSet::<(Arc<str>, Lane, Option<Duration>)>::new();
     let mut urgent = 0;
     let mut active: HashSet<Arc<str>> = HashSet::new();
@@ -129,7 +130,7 @@ async fn drive<K, F>(
                     queue.schedule(&key, Duration::ZERO);
                 }
             }
-            key = queue.next_due(), if running.len() < STARTED_SYNCS && urgent < urgent_limit.max(1) => {
+            key = queue.next_due(), if running.len() < STARTED_SYNCS && urgent < urgent_limit => {
                 if active.contains(&key) {
                     again.insert(key);
                     continue;
