@@ -30,11 +30,9 @@ fn return_free_pages_at_once() {
     }
 }
 
-/// One thread runs everything. The controller mostly waits on the apiserver and Vault, and a
-/// thread of its own is far more than it needs (docs/benchmarks.md, part 1). The multi-thread runtime
-/// woke its workers across threads for every response, and at 10,000 ExternalSecrets about
-/// 40% of the controller's CPU was the kernel switching them; on one thread that CPU and the
-/// other threads' allocator heaps are gone.
+/// One thread runs everything. The controller mostly waits on the apiserver and Vault; tokio's
+/// multi-thread runtime spent much of its CPU waking workers across threads for every response,
+/// and each thread kept an allocator heap of its own (docs/benchmarks.md, part 2 step 8).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     #[cfg(not(feature = "system-alloc"))]
