@@ -114,7 +114,8 @@ impl TokenCache {
     }
 
     fn slot(&self, key: &AuthKey) -> Slot {
-        // A poisoned lock only means another thread panicked while inserting; the map is intact.
+        // A poisoned lock only means a task panicked while inserting (on this thread or
+        // another); the map is intact.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(key.clone()).or_default().clone()
     }
