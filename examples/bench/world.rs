@@ -138,18 +138,28 @@ pub fn external_secret(
 }
 
 /// The floor: per object, exactly the apiserver writes a sync costs — the user's ExternalSecret
-/// create, the Secret create (owned by it), the status merge patch and an Event — by a plain
-/// client, 32 objects in flight, no Vault and no controller logic.
-pub async fn floor_writes(client: &Client, a: &Args, prefix: &str) -> Result<()> {
+/// create, the Secret create (owned by it), the status merge patch and an Event — by plain
+/// clients, 32 objects in flight, no Vault and no controller logic. `user` makes the
+/// ExternalSecret create and `controller` the other three, so that the apiserver authenticates,
+/// authorizes and queues (priority and fairness) each write as it does in a sync: a
+/// ServiceAccount's writes cost it more than those of a `system:masters` certificate, which
+/// skips RBAC and is exempt from queuing.
+pub async fn floor_writes(
+    user: &Client,
+    controller: &Client,
+    a: &Args,
+    prefix: &str,
+) -> Result<()> {
     use k8s_openapi::api::events::v1::Event;
     use kube::api::{Patch, PatchParams};
     use vault_external_secrets::api::kes::crd::ExternalSecret;
     futures::stream::iter(0..a.n)
         .map(|i| {
             let ns = format!("{prefix}-{}", i % NAMESPACES);
-            let es_api: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns);
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            let es_api: Api<ExternalSecret> = Api::namespaced(user.clone(), &ns);
+            let status_api: Api<ExternalSecret> = Api::namespaced(controller.clone(), &ns);
+            let secrets: Api<Secret> = Api::namespaced(controller.clone(), &ns);
+            let events: Api<Event> = Api::namespaced(controller.clone(), &ns);
             async move {
                 let (path, role, items) = layout(i, a.paths);
                 let es = es_api
@@ -160,7 +170,7 @@ pub async fn floor_writes(client: &Client, a: &Args, prefix: &str) -> Result<()>
                 let secret: Secret = serde_json::from_value(json!({
                     "metadata": {"name": format!("es-{i}"), "labels": {"bench": "floor"},
                         "ownerReferences": [{"apiVersion": "kubernetes-client.io/v1", "kind": "ExternalSecret",
-                            "name": format!("es-{i}"), "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+                            "name": format!("es-{i}"), "uid": uid, "controller": true}]},
                     "data": {"a": "YQ==", "b": "Yg==", "c": "Yw=="}
                 }))?;
                 secrets.create(&PostParams::default(), &secret).await?;
@@ -168,7 +178,7 @@ pub async fn floor_writes(client: &Client, a: &Args, prefix: &str) -> Result<()>
                 let status = json!({"status": {"lastSync": ts, "status": "SUCCESS", "observedGeneration": 1,
                     "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
                         "message": "Secret is in sync with Vault", "lastTransitionTime": ts}]}});
-                es_api
+                status_api
                     .patch_status(&format!("es-{i}"), &PatchParams::default(), &Patch::Merge(status))
                     .await?;
                 let event: Event = serde_json::from_value(json!({
