@@ -363,14 +363,19 @@ async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<(Du
     eprintln!("floor (ES create + Secret create + status patch + Event): {floor:?}");
     delete_external_secrets(user, "bench-raw").await?;
     // The floor's Secrets go too, by the apiserver at once: left to the garbage collector (20
-    // requests per second by default) they would be deleted during the measured run.
+    // requests per second by default) they would be deleted during the measured run. Its Events
+    // as well (the next floor creates them again).
     for ns in 0..NAMESPACES {
-        let api: Api<Secret> = Api::namespaced(user.clone(), &format!("bench-raw-{ns}"));
+        let ns = format!("bench-raw-{ns}");
+        let api: Api<Secret> = Api::namespaced(user.clone(), &ns);
         api.delete_collection(
             &Default::default(),
             &ListParams::default().labels("bench=floor"),
         )
         .await?;
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(user.clone(), &ns);
+        api.delete_collection(&Default::default(), &ListParams::default())
+            .await?;
     }
     Ok((floor, cpu.join(" / ")))
 }
