@@ -82,7 +82,11 @@ async fn planted_values_and_tokens_never_leak() {
         Arc::new(OwnTokenFile(jwt_path.clone())),
         config.token_renew_threshold,
     ));
-    let kv = KvReader::new(tokens.clone(), Duration::from_millis(1));
+    let kv = KvReader::new(
+        tokens.clone(),
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    );
     let defaults = Defaults {
         mount_point: "kubernetes".into(),
         role: None,

@@ -47,7 +47,11 @@ impl Client {
             config.token_renew_threshold,
         ));
         Client {
-            kv: KvReader::new(tokens.clone(), Duration::from_millis(500)),
+            kv: KvReader::new(
+                tokens.clone(),
+                Duration::from_millis(500),
+                Duration::from_millis(500),
+            ),
             tokens,
             metrics,
             jwt_path,
@@ -274,6 +278,41 @@ async fn concurrent_reads_share_one_login_and_coalesce() {
         0,
         "no lookup-self per read"
     );
+}
+
+/// Syncs that fell due before a read began take it after the cache's TTL (a backlog shares its
+/// reads); a sync due after it began, or a change written to Vault since, reads again.
+#[tokio::test]
+async fn a_backlog_shares_reads_begun_after_it_fell_due() {
+    let (bao, _s, client) = setup().await;
+    // TTL 500 ms; kept 30 s for syncs due before the read began.
+    let kv = KvReader::new(
+        client.tokens.clone(),
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    );
+    bao.put_kv1("backlog", json!({"v": "1"})).await;
+    let key = read_key("app", "secret/backlog", 1);
+    let value = |kv: KvReader| {
+        let key = key.clone();
+        async move { kv.read(&key).await.unwrap().0["v"].clone() }
+    };
+    let fell_due = tokio::time::Instant::now();
+    assert_eq!(value(kv.for_sync_due(fell_due)).await, json!("1"));
+    bao.put_kv1("backlog", json!({"v": "2"})).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Due before the read began: the read answers, past the TTL.
+    assert_eq!(value(kv.for_sync_due(fell_due)).await, json!("1"));
+    assert_eq!(bao.audit_requests("secret/backlog"), 1);
+    // Due now (after the Vault write): reads again and sees it; so does a caller with no due time.
+    assert_eq!(
+        value(kv.for_sync_due(tokio::time::Instant::now())).await,
+        json!("2")
+    );
+    assert_eq!(bao.audit_requests("secret/backlog"), 2);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(value(kv.clone()).await, json!("2"));
+    assert_eq!(bao.audit_requests("secret/backlog"), 3);
 }
 
 #[tokio::test]

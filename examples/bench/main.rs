@@ -262,7 +262,7 @@ async fn main() -> Result<()> {
 
     // Third baseline, the floor: every apiserver write a sync needs, done by plain clients under
     // the identities of a sync (the user's create as the admin, the rest as the controller's
-    // ServiceAccount); then once more all by the admin, as this baseline was before 2026-12-05.
+    // ServiceAccount).
     let controller_client = Client::try_from(
         kube::Config::from_custom_kubeconfig(
             kube::config::Kubeconfig::read_from(env("CONTROLLER_KUBECONFIG")?)?,
@@ -271,12 +271,10 @@ async fn main() -> Result<()> {
         .await?,
     )?;
     let (floor, floor_cpu) = timed_floor(&client, &controller_client, &a).await?;
-    let (floor_admin, _) = timed_floor(&client, &client, &a).await?;
     let baselines = Baselines {
         raw,
         raw_es,
         floor,
-        floor_admin,
         floor_cpu,
     };
 
@@ -341,8 +339,6 @@ struct Baselines {
     raw_es: Duration,
     /// The floor: the four writes a sync needs, per object, under the identities of a sync.
     floor: Duration,
-    /// The same writes all by the admin client (`system:masters`).
-    floor_admin: Duration,
 }
 
 /// Times the floor's writes (`floor_writes`) and the CPU seconds by process they cost, then
@@ -577,7 +573,6 @@ async fn run(
         raw,
         raw_es,
         floor,
-        floor_admin,
         ref floor_cpu,
     } = *baselines;
     let ratio = synced.as_secs_f64() / raw.as_secs_f64();
@@ -605,11 +600,7 @@ async fn run(
         ),
         (
             "floor: ES create (admin) + Secret create + status patch + Event (the controller's ServiceAccount) per object",
-            format!(
-                "{:.1} s (all four by the admin: {:.1} s)",
-                floor.as_secs_f64(),
-                floor_admin.as_secs_f64()
-            ),
+            format!("{:.1} s", floor.as_secs_f64()),
         ),
         (
             "CPU seconds during the floor, by process",

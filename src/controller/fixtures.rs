@@ -35,7 +35,7 @@ fn shared() -> (Arc<Shared>, ApiHandle) {
         Arc::new(crate::vault::OwnTokenFile("/nonexistent".into())),
         Duration::from_secs(30),
     ));
-    let kv = KvReader::new(tokens, Duration::from_secs(1));
+    let kv = KvReader::new(tokens, Duration::from_secs(1), Duration::from_secs(1));
     let reporter = Reporter {
         controller: "test".into(),
         instance: None,
@@ -227,7 +227,13 @@ async fn a_sync_waiting_at_the_gate_stays_small() {
         secrets: Default::default(),
     });
     let obj = Arc::new(super::stored::Stored::new(es(json!(null))));
-    let sync = super::runner::sync_once(obj, ctx, super::gate::Lane::Urgent, None);
+    let sync = super::runner::sync_once(
+        obj,
+        ctx,
+        super::gate::Lane::Urgent,
+        None,
+        tokio::time::Instant::now(),
+    );
     let size = std::mem::size_of_val(&sync);
     assert!(size <= 320, "a started sync's future is {size} bytes");
 }

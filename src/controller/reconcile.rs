@@ -74,11 +74,13 @@ pub fn admit<K: FrontEnd>(stored: &Stored<K>, shared: &Shared) -> Admission {
 }
 
 /// An admitted object's sync: waits for a slot in its lane, then decodes the object and syncs.
+/// `due`: since when it is due (the queue's `Due::since`).
 pub async fn in_slot<K: FrontEnd>(
     stored: Arc<Stored<K>>,
     ctx: Arc<Context>,
     lane: Lane,
     changed_at: Option<Instant>,
+    due: tokio::time::Instant,
 ) -> Result<Next, Error> {
     let shared = &ctx.shared;
     let _slot = shared.gate.acquire(lane).await;
@@ -115,7 +117,7 @@ pub async fn in_slot<K: FrontEnd>(
         name = stored.name()
     );
     // Boxed: while waiting above, a sync stays small.
-    Box::pin(sync_and_report(es, uid, changed_at, &ctx).instrument(span)).await
+    Box::pin(sync_and_report(es, uid, changed_at, due, &ctx).instrument(span)).await
 }
 
 /// One sync in its slot: the Vault reads and writes, then status, metrics, Event, next poll.
@@ -123,12 +125,13 @@ async fn sync_and_report<K: FrontEnd>(
     es: Arc<K>,
     uid: Arc<str>,
     changed_at: Option<Instant>,
+    due: tokio::time::Instant,
     ctx: &Context,
 ) -> Result<Next, Error> {
     let shared = &ctx.shared;
     let _in_flight = shared.metrics.in_flight();
     let mut timer = shared.metrics.sync_timer();
-    let result = sync(es.as_ref(), &uid, ctx).await;
+    let result = sync(es.as_ref(), &uid, due, ctx).await;
     if matches!(result, Err(Error::NotLeader)) {
         return Ok(Next::Await);
     }
@@ -216,18 +219,25 @@ pub fn error_policy<K: FrontEnd>(
 
 /// Check and translate, fetch and render, write. Returns what was written, the poll phase, and
 /// whether the Secret's data changed (an update, not a creation or a metadata-only write).
-async fn sync<K: FrontEnd>(es: &K, uid: &str, ctx: &Context) -> Result<(Write, u64, bool), Error> {
+async fn sync<K: FrontEnd>(
+    es: &K,
+    uid: &str,
+    due: tokio::time::Instant,
+    ctx: &Context,
+) -> Result<(Write, u64, bool), Error> {
     let shared = &ctx.shared;
+    // Reads begun since the object fell due answer it as well as its own would.
+    let kv = shared.kv.for_sync_due(due);
     // Denied objects read nothing from Vault and leave their Secret as it is.
     let mut spec = es.spec(shared)?;
     shared.template_sources.resolve(&mut spec).await?;
     // Finds listed first, so change events know every secret the object reads.
-    let spec = find::expand(&shared.kv, &spec).await?;
+    let spec = find::expand(&kv, &spec).await?;
     if shared.config.audit.is_some() {
         shared.readers.record(uid, plan::reads(&spec).collect());
     }
     let phase = plan::phase(&spec);
-    let fetched = fetch(&shared.kv, &spec).await?;
+    let fetched = fetch(&kv, &spec).await?;
 
     // Steady state: same desired content as last time, and the Secret has not changed since
     // (its resourceVersion in our metadata-only watch is the one we wrote or read): no request.

@@ -40,6 +40,14 @@ pub fn read_cache_ttl(poll_interval: Duration) -> Duration {
     (poll_interval / 2).min(Duration::from_secs(2))
 }
 
+/// How long one Vault read answers the syncs that fell due before it began (`KvReader::
+/// for_sync_due`): a backlog's syncs share the reads made while they waited. Within the poll
+/// interval (the next poll reads again anyway) and a minute (a longer backlog is an overload,
+/// and the reads kept are memory).
+pub fn read_cache_keep(poll_interval: Duration) -> Duration {
+    poll_interval.min(Duration::from_secs(60))
+}
+
 /// The Kubernetes client: in-cluster service account, else KUBECONFIG. kube's default stack
 /// retries 429, 503 and 504 with exponential backoff and waits at least the server's
 /// Retry-After (its API Priority and Fairness answer to overload); tests/apiserver_retry.rs
@@ -66,7 +74,11 @@ pub fn vault_stack(
         Arc::new(credentials),
         config.token_renew_threshold,
     ));
-    let kv = KvReader::new(tokens.clone(), read_cache_ttl(config.poll_interval));
+    let kv = KvReader::new(
+        tokens.clone(),
+        read_cache_ttl(config.poll_interval),
+        read_cache_keep(config.poll_interval),
+    );
     Ok((tokens, kv))
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::front_end::FrontEnd;
 use super::gate::Lane;
@@ -73,8 +74,8 @@ pub async fn run<K: FrontEnd>(
     shutdown: impl Future<Output = ()>,
 ) {
     let urgent_limit = usize::from(ctx.shared.config.sync_concurrency) * URGENT_STARTED_PER_SLOT;
-    drive(store, queue, shutdown, urgent_limit, move |obj| {
-        start(obj, &ctx)
+    drive(store, queue, shutdown, urgent_limit, move |obj, due| {
+        start(obj, due, &ctx)
     })
     .await;
 }
@@ -83,25 +84,26 @@ pub async fn run<K: FrontEnd>(
 /// admitted sync (at the initial sync, `STARTED_SYNCS` of them at once).
 fn start<K: FrontEnd>(
     obj: Arc<Stored<K>>,
+    due: Instant,
     ctx: &Arc<Context>,
 ) -> Started<impl Future<Output = Option<Duration>> + Send + 'static> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| admit(&obj, &ctx.shared))) {
         Ok(Admission::Done(next)) => Started::Done(next.after()),
         Ok(Admission::Wait { lane, changed_at }) => {
-            Started::Run(sync_once(obj, ctx.clone(), lane, changed_at), lane)
+            Started::Run(sync_once(obj, ctx.clone(), lane, changed_at, due), lane)
         }
         Err(_) => Started::Done(panicked(&obj, ctx)),
     }
 }
 
 /// The loop of `run`, for any sync (`None`: sync again when the object changes), with at most
-/// `urgent_limit` urgent syncs started at once.
+/// `urgent_limit` urgent syncs started at once. `start` gets the object and since when it is due.
 async fn drive<K, F>(
     store: Arc<ScopeStore<K>>,
     queue: Arc<Queue>,
     shutdown: impl Future<Output = ()>,
     urgent_limit: usize,
-    start: impl Fn(Arc<Stored<K>>) -> Started<F>,
+    start: impl Fn(Arc<Stored<K>>, Instant) -> Started<F>,
 ) where
     K: FrontEnd,
     F: Future<Output = Option<Duration>> + Send + 'static,
@@ -130,14 +132,15 @@ async fn drive<K, F>(
                     queue.schedule(&key, Duration::ZERO);
                 }
             }
-            key = queue.next_due(), if running.len() < STARTED_SYNCS && urgent < urgent_limit => {
+            due = queue.next_due(), if running.len() < STARTED_SYNCS && urgent < urgent_limit => {
+                let key = due.key;
                 if active.contains(&key) {
                     again.insert(key);
                     continue;
                 }
                 // Gone since it was scheduled: nothing to do.
                 let Some(obj) = store.get(&key) else { continue };
-                match start(obj) {
+                match start(obj, due.since) {
                     Started::Done(Some(after)) => queue.schedule(&key, after),
                     Started::Done(None) => {}
                     Started::Run(sync, lane) => {
@@ -154,7 +157,8 @@ async fn drive<K, F>(
     while running.join_next().await.is_some() {}
 }
 
-/// One admitted sync and when to sync the object next (`None`: when it changes). Combinators,
+/// One admitted sync, due since `due`, and when to sync the object next (`None`: when it
+/// changes). Combinators,
 /// not an `async fn`: an `async fn` would hold the sync's future twice (rust-lang/rust#62958),
 /// and up to `STARTED_SYNCS` of these wait at the gate.
 pub(super) fn sync_once<K: FrontEnd>(
@@ -162,8 +166,9 @@ pub(super) fn sync_once<K: FrontEnd>(
     ctx: Arc<Context>,
     lane: Lane,
     changed_at: Option<std::time::Instant>,
+    due: Instant,
 ) -> impl Future<Output = Option<Duration>> + Send + 'static {
-    AssertUnwindSafe(in_slot(obj.clone(), ctx.clone(), lane, changed_at))
+    AssertUnwindSafe(in_slot(obj.clone(), ctx.clone(), lane, changed_at, due))
         .catch_unwind()
         .map(move |outcome| match outcome {
             Ok(Ok(next)) => next.after(),
@@ -221,9 +226,10 @@ mod tests {
         next: Option<Duration>,
     ) -> impl Fn(
         Arc<Stored<ExternalSecret>>,
+        Instant,
     ) -> Started<futures::future::BoxFuture<'static, Option<Duration>>> {
         let t0 = Instant::now();
-        move |obj| {
+        move |obj, _| {
             let log = log.clone();
             let lane = if obj.name().starts_with('p') {
                 Lane::Periodic

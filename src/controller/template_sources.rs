@@ -34,7 +34,7 @@ impl TemplateSources {
     pub fn new(client: Client, ttl: Duration) -> Self {
         TemplateSources {
             client,
-            cache: Cache::new(10_000, ttl),
+            cache: Cache::new(10_000, ttl, ttl),
         }
     }
 
@@ -102,6 +102,6 @@ impl TemplateSources {
                 Err(e) => Err(kube_brief(&e)),
             }
         };
-        self.cache.get_with(&key, load, |_| true).await
+        self.cache.get_with(&key, None, load, |_| true).await
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::auth::Verdict;
 use super::mounts::{check_kv, check_read_path, KnownMounts, MountKind};
@@ -100,7 +101,16 @@ pub fn kv_api_path(key: &str, kv_version: u8, version: Option<&str>) -> Result<S
     Ok(path)
 }
 
+/// Reads Vault's KV through the read cache. Cloning is cheap: a clone shares the cache, the
+/// tokens and the known mounts.
+#[derive(Clone)]
 pub struct KvReader {
+    inner: Arc<Inner>,
+    /// When the sync this reader serves fell due (`for_sync_due`).
+    fresh_since: Option<Instant>,
+}
+
+struct Inner {
     tokens: Arc<TokenCache>,
     cache: Cache<ReadKey, Result<Arc<SecretData>, Arc<VaultError>>>,
     mounts: KnownMounts,
@@ -108,22 +118,38 @@ pub struct KvReader {
 
 impl KvReader {
     /// `ttl` bounds how long a read answers later syncs; keep it well under the poll interval.
-    pub fn new(tokens: Arc<TokenCache>, ttl: Duration) -> Self {
+    /// `keep` bounds how long it answers syncs that fell due before it began (`for_sync_due`).
+    pub fn new(tokens: Arc<TokenCache>, ttl: Duration, keep: Duration) -> Self {
         KvReader {
-            tokens,
-            cache: Cache::new(200_000, ttl),
-            mounts: KnownMounts::default(),
+            inner: Arc::new(Inner {
+                tokens,
+                cache: Cache::new(200_000, ttl, keep),
+                mounts: KnownMounts::default(),
+            }),
+            fresh_since: None,
+        }
+    }
+
+    /// This reader for a sync that fell due at `due` (a change seen, a poll's time): a cached
+    /// read that began at or after `due` answers it too, as that read is one the sync could
+    /// have made itself. So syncs that waited in a backlog share the reads made meanwhile
+    /// instead of each reading its path again, and nobody gets a value read before they fell due
+    /// (beyond the `ttl` every read is shared for).
+    pub fn for_sync_due(&self, due: Instant) -> KvReader {
+        KvReader {
+            inner: self.inner.clone(),
+            fresh_since: Some(due),
         }
     }
 
     /// Drops a cached read, so the next sync reads Vault (a change event said it changed).
     pub fn invalidate(&self, key: &ReadKey) {
-        self.cache.invalidate(key);
+        self.inner.cache.invalidate(key);
     }
 
     /// The token cache the reader logs in with (store validation checks a login through it).
     pub fn tokens(&self) -> &Arc<TokenCache> {
-        &self.tokens
+        &self.inner.tokens
     }
 
     /// Reads many keys, each once, concurrently; the result maps each key to its data or error.
@@ -141,7 +167,10 @@ impl KvReader {
 
     pub async fn read(&self, key: &ReadKey) -> Result<Arc<SecretData>, Arc<VaultError>> {
         let fetch = async { self.fetch(key).await.map_err(Arc::new) };
-        self.cache.get_with(key, fetch, Result::is_ok).await
+        self.inner
+            .cache
+            .get_with(key, self.fresh_since, fetch, Result::is_ok)
+            .await
     }
 
     async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
@@ -153,6 +182,7 @@ impl KvReader {
         check_read_path(&key.api_path).map_err(not_kv)?;
         let path_only = key.api_path.split('?').next().unwrap_or_default();
         let mount = self
+            .inner
             .mounts
             .resolve(&key.auth, path_only, || async {
                 let resp = self
@@ -226,8 +256,8 @@ impl KvReader {
     /// read: the token is checked once (`TokenCache::verify`); only a bad one is replaced, and
     /// the request is tried once more with the new token. A 403 then is the path's answer.
     async fn authed(&self, auth: &AuthKey, op: Op, path: &str) -> Result<Value, VaultError> {
-        let http = self.tokens.http_for(auth).await?;
-        let token = self.tokens.token(auth).await?;
+        let http = self.inner.tokens.http_for(auth).await?;
+        let token = self.inner.tokens.token(auth).await?;
         let sent = tokio::time::Instant::now();
         let resp = http
             .request(op, Method::GET, path, Some(&token), None)
@@ -235,10 +265,10 @@ impl KvReader {
         if !matches!(resp, Err(VaultError::Status { status: 403, .. })) {
             return resp;
         }
-        match self.tokens.verify(auth, &token, sent).await? {
+        match self.inner.tokens.verify(auth, &token, sent).await? {
             Verdict::Permission => resp,
             Verdict::Replaced => {
-                let token = self.tokens.token(auth).await?;
+                let token = self.inner.tokens.token(auth).await?;
                 http.request(op, Method::GET, path, Some(&token), None)
                     .await
             }
