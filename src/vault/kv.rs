@@ -112,7 +112,10 @@ pub struct KvReader {
 
 struct Inner {
     tokens: Arc<TokenCache>,
-    cache: Cache<ReadKey, Result<Arc<SecretData>, Arc<VaultError>>>,
+    /// Each read's fields as JSON text, decoded again for each sync that takes it: a decoded
+    /// map of a few fields is several times its text (a B-tree node of eleven slots), and the
+    /// cache holds every path read in the last poll interval (docs/benchmarks.md).
+    cache: Cache<ReadKey, Result<Arc<str>, Arc<VaultError>>>,
     mounts: KnownMounts,
 }
 
@@ -166,14 +169,29 @@ impl KvReader {
     }
 
     pub async fn read(&self, key: &ReadKey) -> Result<Arc<SecretData>, Arc<VaultError>> {
-        let fetch = async { self.fetch(key).await.map_err(Arc::new) };
-        self.inner
+        let fetch = async {
+            let fields = self.fetch(key).await.map_err(Arc::new)?;
+            Ok(Arc::from(Value::Object(fields).to_string()))
+        };
+        let text = self
+            .inner
             .cache
             .get_with(key, self.fresh_since, fetch, Result::is_ok)
-            .await
+            .await?;
+        // The text is ours (written just above): it decodes. Should it not, the error names
+        // the path only.
+        serde_json::from_str(&text)
+            .map(|fields| Arc::new(SecretData(fields)))
+            .map_err(|_| {
+                Arc::new(VaultError::Decode {
+                    path: key.api_path.clone(),
+                    reason: "cached read does not decode".into(),
+                })
+            })
     }
 
-    async fn fetch(&self, key: &ReadKey) -> Result<Arc<SecretData>, VaultError> {
+    /// The secret's fields (or a listing's keys, or custom metadata) from Vault.
+    async fn fetch(&self, key: &ReadKey) -> Result<Map<String, Value>, VaultError> {
         let not_kv = |reason: String| VaultError::NotKv {
             path: key.api_path.clone(),
             kv_version: key.kv_version,
@@ -215,10 +233,7 @@ impl KvReader {
                     reason: "data.keys is not a list".into(),
                 });
             }
-            return Ok(Arc::new(SecretData(Map::from_iter([(
-                "keys".to_string(),
-                keys,
-            )]))));
+            return Ok(Map::from_iter([("keys".to_string(), keys)]));
         }
         let resp = self
             .authed(&key.auth, Op::Read, &key.api_path)
@@ -227,8 +242,8 @@ impl KvReader {
         if key.part == KvPart::CustomMetadata {
             // No custom metadata is an empty map, not an error.
             return match resp.get("data").and_then(|d| d.get("custom_metadata")) {
-                Some(Value::Object(m)) => Ok(Arc::new(SecretData(m.clone()))),
-                None | Some(Value::Null) => Ok(Arc::new(SecretData(Map::new()))),
+                Some(Value::Object(m)) => Ok(m.clone()),
+                None | Some(Value::Null) => Ok(Map::new()),
                 Some(_) => Err(VaultError::Decode {
                     path: key.api_path.clone(),
                     reason: "custom_metadata is not an object".into(),
@@ -240,7 +255,7 @@ impl KvReader {
             _ => resp.get("data").and_then(|d| d.get("data")),
         };
         match data {
-            Some(Value::Object(m)) => Ok(Arc::new(SecretData(m.clone()))),
+            Some(Value::Object(m)) => Ok(m.clone()),
             _ => Err(VaultError::Decode {
                 path: key.api_path.clone(),
                 reason: if key.kv_version == 2 {
