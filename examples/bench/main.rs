@@ -214,15 +214,7 @@ async fn main() -> Result<()> {
 
     // A clean slate for the baselines (the other API's run may have left its raw Secrets and
     // the floor's Events).
-    for ns in 0..NAMESPACES {
-        let ns = format!("bench-raw-{ns}");
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        api.delete_collection(&Default::default(), &ListParams::default())
-            .await?;
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-        api.delete_collection(&Default::default(), &ListParams::default())
-            .await?;
-    }
+    clear_raw(&client, &ListParams::default()).await?;
     // Baseline: the apiserver's raw rate for N Secret creates by a plain client.
     let raw_start = Instant::now();
     futures::stream::iter(0..a.n)
@@ -361,19 +353,22 @@ async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<(Du
     // The floor's Secrets go too, by the apiserver at once: left to the garbage collector (20
     // requests per second by default) they would be deleted during the measured run. Its Events
     // as well (the next floor creates them again).
+    clear_raw(user, &ListParams::default().labels("bench=floor")).await?;
+    Ok((floor, cpu.join(" / ")))
+}
+
+/// Deletes the baselines' Secrets that `secrets` selects and all their Events, in
+/// `bench-raw-0` … `bench-raw-9`.
+async fn clear_raw(client: &Client, secrets: &ListParams) -> Result<()> {
     for ns in 0..NAMESPACES {
         let ns = format!("bench-raw-{ns}");
-        let api: Api<Secret> = Api::namespaced(user.clone(), &ns);
-        api.delete_collection(
-            &Default::default(),
-            &ListParams::default().labels("bench=floor"),
-        )
-        .await?;
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(user.clone(), &ns);
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        api.delete_collection(&Default::default(), secrets).await?;
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
         api.delete_collection(&Default::default(), &ListParams::default())
             .await?;
     }
-    Ok((floor, cpu.join(" / ")))
+    Ok(())
 }
 
 /// Deletes the ExternalSecrets of `{prefix}-0` … `{prefix}-9` (their owned Secrets follow).
