@@ -4,7 +4,8 @@
 //! ESO `external-secrets.io/v1` objects through 3 ClusterSecretStores (`eso.rs`).
 //!
 //! Prints, and appends to docs/benchmarks.md: apply → all synced vs. the apiserver's raw Secret
-//! create rate; Vault requests and apiserver writes per steady-state cycle (from OpenBao's and
+//! create rate and vs. the floor (the apiserver writes a sync needs, by plain clients, timed
+//! before and after the sync); Vault requests and apiserver writes per steady-state cycle (from OpenBao's and
 //! the apiserver's audit logs, cross-checked with the controller's metrics); change → Secret
 //! latency p50/p99 over 100 paths; peak RSS and CPU seconds per cycle.
 //!
@@ -262,13 +263,8 @@ async fn main() -> Result<()> {
         )
         .await?,
     )?;
-    let (floor, floor_cpu) = timed_floor(&client, &controller_client, &a).await?;
-    let baselines = Baselines {
-        raw,
-        raw_es,
-        floor,
-        floor_cpu,
-    };
+    let floor = timed_floor(&client, &controller_client, &a).await?;
+    let baselines = Baselines { raw, raw_es, floor };
 
     // The controller, release build, its own ServiceAccount's credentials.
     let port = {
@@ -300,46 +296,58 @@ async fn main() -> Result<()> {
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .spawn()?;
-    let pid = child.id();
     let result = run(
         &a,
-        &client,
+        [&client, &controller_client],
         &bao,
         &vault_audit,
         &api_audit,
         port,
-        pid,
+        &mut child,
         &baselines,
         &used_paths,
     )
     .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    stop(&mut child);
     result
 }
 
-/// What the apiserver costs anyway, timed with the same client at the same concurrency.
-#[derive(Clone)]
+/// Stops the controller (SIGTERM, as Kubernetes does) and waits for it to exit; a no-op once it
+/// has.
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}
+
+/// What the apiserver costs anyway, timed with the same client at the same concurrency, before
+/// the controller starts.
 struct Baselines {
-    /// CPU seconds by process while the floor ran.
-    floor_cpu: String,
     /// N plain Secret creates.
     raw: Duration,
     /// N ExternalSecret creates (no controller running).
     raw_es: Duration,
     /// The floor: the four writes a sync needs, per object, under the identities of a sync.
-    floor: Duration,
+    floor: Floor,
+}
+
+/// One timing of the floor's writes.
+struct Floor {
+    time: Duration,
+    /// CPU seconds by process while it ran.
+    cpu: String,
 }
 
 /// Times the floor's writes (`floor_writes`) and the CPU seconds by process they cost, then
 /// deletes what they made.
-async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<(Duration, String)> {
+async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<Floor> {
     let cpu_before = cpu_by_process(0);
     let start = Instant::now();
     floor_writes(user, controller, a, "bench-raw").await?;
-    let floor = start.elapsed();
+    let time = start.elapsed();
     // Where the CPU goes when the apiserver does only the floor's writes (no controller, no
     // Vault): what the apply → synced split is compared with.
     let cpu: Vec<String> = cpu_by_process(0)
@@ -348,13 +356,16 @@ async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<(Du
         .filter(|((who, _), _)| !matches!(*who, "controller" | "OpenBao"))
         .map(|((who, after), (_, before))| format!("{who} {:.1}", after - before))
         .collect();
-    eprintln!("floor (ES create + Secret create + status patch + Event): {floor:?}");
+    eprintln!("floor (ES create + Secret create + status patch + Event): {time:?}");
     delete_external_secrets(user, "bench-raw").await?;
     // The floor's Secrets go too, by the apiserver at once: left to the garbage collector (20
     // requests per second by default) they would be deleted during the measured run. Its Events
     // as well (the next floor creates them again).
     clear_raw(user, &ListParams::default().labels("bench=floor")).await?;
-    Ok((floor, cpu.join(" / ")))
+    Ok(Floor {
+        time,
+        cpu: cpu.join(" / "),
+    })
 }
 
 /// Deletes the baselines' Secrets that `secrets` selects and all their Events, in
@@ -385,15 +396,16 @@ async fn delete_external_secrets(client: &Client, prefix: &str) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     a: &Args,
-    client: &Client,
+    [client, controller_client]: [&Client; 2],
     bao: &Bao,
     vault_audit: &str,
     api_audit: &str,
     port: u16,
-    pid: u32,
+    child: &mut Child,
     baselines: &Baselines,
     used_paths: &HashSet<usize>,
 ) -> Result<()> {
+    let pid = child.id();
     // Ready?
     let deadline = Instant::now() + Duration::from_secs(60);
     while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
@@ -559,6 +571,16 @@ async fn run(
     let missed = expected.len();
     latencies.sort();
     let (rss_kib, _) = proc_stats(pid)?;
+    let rss_max = [RssPhases::INITIAL, RssPhases::STEADY, RssPhases::CHANGES].map(|p| rss.mib(p));
+    timeline.rss = rss.samples.lock().map(|v| v.clone()).unwrap_or_default();
+
+    // The floor again, the controller stopped and the run's objects left in place. The
+    // apiserver's own speed moves between runs on this machine by more than the controller
+    // costs it (docs/benchmarks.md, issue 15), and within a run too: timed on both sides of the
+    // sync, a run shows that spread, and its ratio is to their mean.
+    stop(child);
+    let floor_after = timed_floor(client, controller_client, a).await?;
+    let floor_mean = (baselines.floor.time + floor_after.time) / 2;
 
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -567,8 +589,7 @@ async fn run(
     let Baselines {
         raw,
         raw_es,
-        floor,
-        ref floor_cpu,
+        ref floor,
     } = *baselines;
     let ratio = synced.as_secs_f64() / raw.as_secs_f64();
     let rows = vec![
@@ -594,23 +615,32 @@ async fn run(
             format!("{:.1} s", raw_es.as_secs_f64()),
         ),
         (
-            "floor: ES create (admin) + Secret create + status patch + Event (the controller's ServiceAccount) per object",
-            format!("{:.1} s", floor.as_secs_f64()),
+            "floor: ES create (admin) + Secret create + status patch + Event (the controller's ServiceAccount) per object; before the sync / after it (controller stopped)",
+            format!(
+                "{:.1} s / {:.1} s",
+                floor.time.as_secs_f64(),
+                floor_after.time.as_secs_f64()
+            ),
         ),
         (
-            "CPU seconds during the floor, by process",
+            "CPU seconds during the floor, by process: before / after",
             format!(
-                "{floor_cpu} (of {:.0} available)",
-                floor.as_secs_f64() * cores as f64
+                "{} (of {:.0} available) / {} (of {:.0})",
+                floor.cpu,
+                floor.time.as_secs_f64() * cores as f64,
+                floor_after.cpu,
+                floor_after.time.as_secs_f64() * cores as f64
             ),
         ),
         (
             "apply → all Secrets synced",
             format!(
-                "{:.1} s ({ratio:.2}× raw Secret creates, {:.2}× raw ExternalSecret creates, {:.2}× the floor)",
+                "{:.1} s ({ratio:.2}× raw Secret creates, {:.2}× raw ExternalSecret creates, {:.2}× the floor's mean: {:.2}× before, {:.2}× after)",
                 synced.as_secs_f64(),
                 synced.as_secs_f64() / raw_es.as_secs_f64(),
-                synced.as_secs_f64() / floor.as_secs_f64()
+                synced.as_secs_f64() / floor_mean.as_secs_f64(),
+                synced.as_secs_f64() / floor.time.as_secs_f64(),
+                synced.as_secs_f64() / floor_after.time.as_secs_f64()
             ),
         ),
         (
@@ -690,9 +720,7 @@ async fn run(
             "controller RSS max: initial sync / steady cycles / changes",
             format!(
                 "{:.1} / {:.1} / {:.1} MiB",
-                rss.mib(RssPhases::INITIAL),
-                rss.mib(RssPhases::STEADY),
-                rss.mib(RssPhases::CHANGES)
+                rss_max[0], rss_max[1], rss_max[2]
             ),
         ),
         (
@@ -731,7 +759,6 @@ async fn run(
             a.n
         )
         .to_lowercase();
-        timeline.rss = rss.samples.lock().map(|v| v.clone()).unwrap_or_default();
         plot::run_svg(
             &dir.join(&file),
             &format!(
@@ -754,7 +781,8 @@ async fn run(
             n: a.n,
             distinct_paths: used_paths.len(),
             synced_s: synced.as_secs_f64(),
-            floor_s: floor.as_secs_f64(),
+            floor_s: floor.time.as_secs_f64(),
+            floor_after_s: Some(floor_after.time.as_secs_f64()),
             peak_rss_mib: rss_kib as f64 / 1024.0,
             cpu_per_cycle_s: cpu_per_cycle,
             reads_per_cycle: vault.read as f64 / cycles,
