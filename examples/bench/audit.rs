@@ -91,3 +91,66 @@ pub fn api_writes(log: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<A
     }
     Ok(w)
 }
+
+/// The controller's Secret creates in the run's namespaces, counted as the apiserver's audit log
+/// grows: how the bench follows the initial sync without loading the controller it measures. It
+/// scraped the controller's `/metrics` for its create counter instead, and at 10,000 KES objects
+/// a scrape is ~3 MiB of per-object series the controller encodes and the bench parses.
+pub struct CreateTail {
+    file: std::fs::File,
+    /// The end of the log after the last complete line read.
+    rest: Vec<u8>,
+    prefix: String,
+    /// Creates counted so far.
+    pub count: usize,
+    /// When the apiserver completed the latest of them (`stageTimestamp`).
+    pub last: Option<DateTime<Utc>>,
+}
+
+impl CreateTail {
+    /// Follows `log` from its current end, counting creates in `{prefix}-0` … `{prefix}-9`.
+    pub fn from_end(log: &str, prefix: &str) -> Result<Self> {
+        use std::io::Seek;
+        let mut file = std::fs::File::open(log).with_context(|| format!("opening {log}"))?;
+        file.seek(std::io::SeekFrom::End(0))?;
+        Ok(CreateTail {
+            file,
+            rest: Vec::new(),
+            prefix: prefix.into(),
+            count: 0,
+            last: None,
+        })
+    }
+
+    /// Reads what the log gained since the last call; returns the count so far.
+    pub fn poll(&mut self) -> Result<usize> {
+        use std::io::Read;
+        self.file.read_to_end(&mut self.rest)?;
+        let Some(end) = self.rest.iter().rposition(|b| *b == b'\n') else {
+            return Ok(self.count);
+        };
+        let lines: Vec<u8> = self.rest.drain(..=end).collect();
+        for line in lines.split(|b| *b == b'\n') {
+            // Most lines are other writes: skip them before parsing.
+            let text = String::from_utf8_lossy(line);
+            if !text.contains(r#""verb":"create""#) || !text.contains(CONTROLLER_USER) {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let created = v["stage"] == "ResponseComplete"
+                && v["user"]["username"] == CONTROLLER_USER
+                && v["objectRef"]["resource"] == "secrets"
+                && v["responseStatus"]["code"] == 201
+                && v["objectRef"]["namespace"]
+                    .as_str()
+                    .is_some_and(|ns| world::in_run(ns, &self.prefix));
+            if created {
+                self.count += 1;
+                self.last = self.last.max(parse_time(&v, "stageTimestamp"));
+            }
+        }
+        Ok(self.count)
+    }
+}

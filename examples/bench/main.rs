@@ -421,10 +421,12 @@ async fn run(
     }
 
     let cpu_before = cpu_by_process(pid);
-    // Apply N ExternalSecrets; time until all N Secrets exist.
+    // Apply N ExternalSecrets; time until the apiserver has completed all N Secret creates.
+    let mut creates = audit::CreateTail::from_end(api_audit, &a.prefix())?;
     let rss = RssPhases::start(pid);
     let mut timeline = plot::Timeline::default();
     let apply_start = Instant::now();
+    let apply_start_utc = Utc::now();
     let mut targets: BTreeMap<usize, (String, String)> = BTreeMap::new(); // path -> an ES using it
     for i in 0..a.n {
         let (path, _, _) = layout(i, a.paths);
@@ -437,18 +439,20 @@ async fn run(
     let applied = apply_start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600 + a.n as u64 / 100);
     loop {
-        let m = Metrics::scrape(port).await?;
-        let created = m.get(r#"vault_external_secrets_secret_writes_total{kind="create"}"#);
-        timeline.synced.push((rss.now(), created));
-        if created as usize >= a.n {
+        let created = creates.poll()?;
+        timeline.synced.push((rss.now(), created as f64));
+        if created >= a.n {
             break;
         }
         if Instant::now() > deadline {
             bail!("not all Secrets synced in time");
         }
-        tokio::time::sleep(sync_scrape_every(created as usize, a.n)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let synced = apply_start.elapsed();
+    let synced = creates
+        .last
+        .and_then(|last| (last - apply_start_utc).to_std().ok())
+        .context("no Secret create's completion time in the apiserver's audit log")?;
     timeline.marks.push((rss.now(), "all synced"));
     let cpu_sync: Vec<String> = cpu_by_process(pid)
         .into_iter()
@@ -862,17 +866,4 @@ async fn run(
         }
     }
     Ok(())
-}
-
-/// How long to wait before the next scrape while waiting for all N Secrets. A scrape carries
-/// KES's per-object series (about 3 MiB of text at 10,000 objects): scraped every 100 ms, as
-/// this bench did, it was a load of its own on the controller it measures (a real Prometheus
-/// scrapes every 15-60 s). So once a second, and more often only for the last 5 %, where the
-/// time resolution matters (every 100 ms per 10,000 objects).
-fn sync_scrape_every(created: usize, n: usize) -> Duration {
-    if created * 20 < n * 19 {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_millis(100 * (n as u64 / 10_000).max(1))
-    }
 }

@@ -216,7 +216,6 @@ pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
 pub async fn count_synced(client: &Client, api: ApiKind, prefix: &str) -> Result<usize> {
     let secrets: Api<Secret> = Api::all(client.clone());
     let lp = ListParams::default().labels(api.secret_label());
-    let ours = format!("{prefix}-");
     Ok(secrets
         .list_metadata(&lp)
         .await?
@@ -226,8 +225,14 @@ pub async fn count_synced(client: &Client, api: ApiKind, prefix: &str) -> Result
             s.metadata
                 .namespace
                 .as_deref()
-                .and_then(|ns| ns.strip_prefix(&ours))
-                .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+                .is_some_and(|ns| in_run(ns, prefix))
         })
         .count())
+}
+
+/// Whether `ns` is one of the run's namespaces, `{prefix}-0` … `{prefix}-9`.
+pub fn in_run(ns: &str, prefix: &str) -> bool {
+    ns.strip_prefix(prefix)
+        .and_then(|n| n.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
