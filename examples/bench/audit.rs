@@ -93,9 +93,10 @@ pub fn api_writes(log: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<A
 }
 
 /// The controller's Secret creates in the run's namespaces, counted as the apiserver's audit log
-/// grows: how the bench follows the initial sync without loading the controller it measures. It
-/// scraped the controller's `/metrics` for its create counter instead, and at 10,000 KES objects
-/// a scrape is ~3 MiB of per-object series the controller encodes and the bench parses.
+/// grows: how the bench follows the initial sync without loading the controller it measures.
+/// Scraping the controller's `/metrics` for its create counter instead, as it did, made the
+/// controller encode and the bench parse every object's KES series once a second, on the cores
+/// the apiserver needs (docs/benchmarks.md, issue 15 part 1).
 pub struct CreateTail {
     file: std::fs::File,
     /// The end of the log after the last complete line read.

@@ -3,11 +3,12 @@
 //! paths, 1–3 data items each, the controller as a separate process. `--api eso`: the same as
 //! ESO `external-secrets.io/v1` objects through 3 ClusterSecretStores (`eso.rs`).
 //!
-//! Prints, and appends to docs/benchmarks.md: apply → all synced vs. the apiserver's raw Secret
-//! create rate and vs. the floor (the apiserver writes a sync needs, by plain clients, timed
-//! before and after the sync); Vault requests and apiserver writes per steady-state cycle (from OpenBao's and
-//! the apiserver's audit logs, cross-checked with the controller's metrics); change → Secret
-//! latency p50/p99 over 100 paths; peak RSS and CPU seconds per cycle.
+//! Prints, and appends to docs/benchmarks.md: apply → all synced (the controller's Secret
+//! creates, followed in the apiserver's audit log) vs. the apiserver's raw Secret create rate
+//! and vs. the floor (the apiserver writes a sync needs, by plain clients, timed before and
+//! after the sync); Vault requests and apiserver writes per steady-state cycle (from OpenBao's
+//! and the apiserver's audit logs, cross-checked with the controller's metrics); change →
+//! Secret latency p50/p99 over 100 paths; peak RSS and CPU seconds per cycle.
 //!
 //! `--check` (the CI run, small N) fails unless the deterministic counts hold: logins = roles,
 //! Vault reads per cycle = distinct paths, no lookup-self, zero Secret and status writes in
