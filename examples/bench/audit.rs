@@ -52,6 +52,11 @@ pub fn vault_counts(log: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result
     Ok(c)
 }
 
+/// Whether an apiserver audit event is a completed request of the controller's.
+fn by_controller(v: &Value) -> bool {
+    v["stage"] == "ResponseComplete" && v["user"]["username"] == CONTROLLER_USER
+}
+
 #[derive(Default, Debug, Clone, Copy)]
 pub struct ApiWrites {
     pub secret: u64,
@@ -67,7 +72,7 @@ pub fn api_writes(log: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<A
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        if v["stage"] != "ResponseComplete" || v["user"]["username"] != CONTROLLER_USER {
+        if !by_controller(&v) {
             continue;
         }
         if !matches!(v["verb"].as_str(), Some("create" | "update" | "patch")) {
@@ -140,8 +145,7 @@ impl CreateTail {
             let Ok(v) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
-            let created = v["stage"] == "ResponseComplete"
-                && v["user"]["username"] == CONTROLLER_USER
+            let created = by_controller(&v)
                 && v["objectRef"]["resource"] == "secrets"
                 && v["responseStatus"]["code"] == 201
                 && v["objectRef"]["namespace"]
