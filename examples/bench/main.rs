@@ -382,9 +382,9 @@ async fn timed_floor(user: &Client, controller: &Client, a: &Args) -> Result<Flo
 const WATCH_CACHE_FRESH: Duration = Duration::from_secs(75);
 
 /// Waits out the watch cache's hold on the bench's last bulk writes before a timed phase (either
-/// floor, the sync). Started sooner, a phase carries the previous one's events in the
-/// apiserver's heap, and its garbage collector marks them throughout: the sync, which followed
-/// the floor's deletes within seconds, ran on a far larger live heap than either floor
+/// floor, the sync), so that each begins alike. Started sooner, a phase carries the previous
+/// one's events in the apiserver's heap for its garbage collector to mark: the sync used to
+/// begin seconds after the floor's deletes, the floor after it after minutes of quiet
 /// (docs/benchmarks.md, part 1). Counts do not depend on it: `--check` skips the wait.
 async fn settle(a: &Args) {
     if !a.check {
