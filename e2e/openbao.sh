@@ -35,6 +35,8 @@ export BAO_ADDR=http://127.0.0.1:$port BAO_TOKEN=root
 wait_for 30 openbao curl -sf "$BAO_ADDR/v1/sys/health"
 b() { "$bao" "$@" >/dev/null; }
 b secrets enable -path=kv -version=2 kv
+# A new v2 mount refuses requests while it upgrades itself in the background.
+wait_for 30 "kv v2 mount" curl -sf -H "X-Vault-Token: root" "$BAO_ADDR/v1/kv/config"
 b policy write readonly - <<'HCL'
 path "secret/*" { capabilities = ["read", "list"] }
 path "kv/*" { capabilities = ["read", "list"] }

@@ -1002,12 +1002,7 @@ async fn eso_documentation_examples_apply_unchanged_and_sync() {
     let bao = common::Bao::start().await;
     // The docs' engine: KV v2 at secret/.
     bao.api("DELETE", "sys/mounts/secret", json!(null)).await;
-    bao.api(
-        "POST",
-        "sys/mounts/secret",
-        json!({"type": "kv", "options": {"version": "2"}}),
-    )
-    .await;
+    bao.mount_kv2("secret").await;
     bao.api(
         "PUT",
         "secret/data/foo",

@@ -4,12 +4,11 @@
 //!
 //! The stream is a hint, never data: values still come from an authenticated read. A forged
 //! or replayed datagram can at most cause an early read, and those are bounded — one per secret
-//! per `AUDIT_MIN_REFRESH`, `AUDIT_MAX_READS_PER_SECOND` in all — and an entry is dropped unread
+//! per `AUDIT_MIN_REFRESH` (`event_pacing`), `AUDIT_MAX_READS_PER_SECOND` in all — and an entry is dropped unread
 //! when it is too large, not JSON, carries clear values, or comes from outside
 //! `AUDIT_ALLOWED_SOURCES`. Nothing of an entry is logged or kept. Polling stays the safety net
 //! for lost datagrams.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::budget::Budget;
+use super::event_pacing::{Pace, Pacer};
 use super::triggers::Retrigger;
 use super::Shared;
 use crate::config::AuditListener;
@@ -37,8 +37,8 @@ struct Events {
     shared: Arc<Shared>,
     retrigger: Arc<Retrigger>,
     cfg: AuditListener,
-    /// Secret → its last event-driven read.
-    recent: Mutex<HashMap<String, Instant>>,
+    /// Each secret's last event-driven read, and whether one is deferred.
+    pacer: Mutex<Pacer>,
     /// Event-driven reads in all (`AUDIT_MAX_READS_PER_SECOND`).
     budget: Budget,
 }
@@ -52,45 +52,61 @@ impl Events {
             .inc();
     }
 
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.pacer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// One entry as received (or why it was dropped before it was parsed).
-    async fn entry(&self, entry: Result<&[u8], Dropped>) {
+    fn entry(self: &Arc<Self>, entry: Result<&[u8], Dropped>) {
         let now = Instant::now();
         let secret = match entry.and_then(changed_secret) {
             Ok(s) => s,
             Err(why) => return self.count(why.as_str()),
         };
-        let (uids, reads) = self.shared.readers.of(&secret);
-        if uids.is_empty() {
+        if self.shared.readers.of(&secret).0.is_empty() {
             return self.count("unknown_secret");
         }
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            if recent
-                .get(&secret)
-                .is_some_and(|t| now.duration_since(*t) < self.cfg.min_refresh)
-            {
-                return self.count("too_soon");
+        let pace = self.pacer().event(&secret, now);
+        match pace {
+            Pace::Now => {
+                if self.read(secret, now) {
+                    self.count("matched");
+                }
             }
-            if !self.budget.take() {
-                return self.count("rate_limited");
+            Pace::Defer(at) => {
+                self.count("deferred");
+                let events = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    events.read(secret, now);
+                });
             }
-            // Only secrets some object reads get in, so this is bounded by the secrets read;
-            // old entries are dropped as it grows.
-            if recent.len() >= 10_000 {
-                recent.retain(|_, t| now.duration_since(*t) < self.cfg.min_refresh);
-            }
-            recent.insert(secret, now);
+            Pace::Pending => self.count("too_soon"),
         }
-        self.count("matched");
+    }
+
+    /// Drops the cached reads of `secret` and sends the objects that read it to the urgent
+    /// lane, if the read budget allows; `event_at` is when the event arrived. Whether it did.
+    fn read(&self, secret: String, event_at: Instant) -> bool {
+        let (uids, reads) = self.shared.readers.of(&secret);
+        if uids.is_empty() || !self.budget.take() {
+            self.pacer().refused(&secret);
+            if !uids.is_empty() {
+                self.count("rate_limited");
+            }
+            return false;
+        }
+        self.pacer().read(secret, Instant::now());
         for r in &reads {
             self.shared.kv.invalidate(r);
         }
         for uid in &uids {
-            self.shared.objects.changed(uid, now.into_std());
+            self.shared.objects.changed(uid, event_at.into_std());
         }
         for resend in self.retrigger.select(|o| uids.contains(o.uid())) {
             resend();
         }
+        true
     }
 }
 
@@ -107,11 +123,12 @@ pub async fn listen(shared: Arc<Shared>, retrigger: Arc<Retrigger>, cfg: AuditLi
     };
     tracing::info!(addr = %addr, "listening for Vault audit events (UDP and TCP)");
     let per_second = cfg.max_per_second;
+    let pacer = Mutex::new(Pacer::new(cfg.min_refresh));
     let events = Arc::new(Events {
         shared,
         retrigger,
         cfg,
-        recent: Mutex::new(HashMap::new()),
+        pacer,
         budget: Budget::per_second(per_second),
     });
     tokio::spawn(accept(events.clone(), tcp));
@@ -134,7 +151,7 @@ async fn datagrams(events: Arc<Events>, socket: UdpSocket) {
             events.count("source");
             continue;
         }
-        events.entry(Ok(&buf[..n])).await;
+        events.entry(Ok(&buf[..n]));
     }
 }
 
@@ -166,7 +183,7 @@ async fn accept(events: Arc<Events>, listener: TcpListener) {
 }
 
 /// One TCP connection's entries, a line each, until the peer closes it.
-async fn stream_entries(events: &Events, mut stream: TcpStream) {
+async fn stream_entries(events: &Arc<Events>, mut stream: TcpStream) {
     let mut lines = EntryLines::default();
     let mut buf = vec![0u8; 8 * 1024];
     loop {
@@ -174,11 +191,7 @@ async fn stream_entries(events: &Events, mut stream: TcpStream) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut entries: Vec<Result<Vec<u8>, Dropped>> = Vec::new();
-        lines.feed(&buf[..n], |e| entries.push(e.map(<[u8]>::to_vec)));
-        for e in entries {
-            events.entry(e.as_deref().map_err(|d| *d)).await;
-        }
+        lines.feed(&buf[..n], |e| events.entry(e));
     }
 }
 

@@ -10,6 +10,7 @@ mod budget;
 mod credentials;
 pub(crate) mod eso;
 mod eso_stores;
+mod event_pacing;
 mod front_end;
 mod gate;
 mod kes;

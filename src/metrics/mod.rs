@@ -135,7 +135,7 @@ impl Metrics {
         let audit_events = IntCounterVec::new(
             Opts::new(
                 "vault_external_secrets_audit_events_total",
-                "Vault audit-stream entries received, by result: matched, or why dropped (source, too_large, not_json, raw_values, not_a_write, unknown_secret, too_soon, rate_limited)",
+                "Vault audit-stream entries received, by result: matched (read now), deferred (read at the end of the secret's AUDIT_MIN_REFRESH), or why dropped (source, too_large, not_json, raw_values, not_a_write, unknown_secret, too_soon: a read is already deferred, rate_limited: also counted when a deferred read is refused)",
             ),
             &["result"],
         )?;

@@ -1,7 +1,12 @@
 //! Pure: what a Vault/OpenBao audit-device entry says about a KV write, for change events. Only
-//! `type`, `request.operation`, `request.path`, `request.mount_type` are looked at; an entry whose
-//! request data is not HMAC'd (`log_raw = true`) is refused without reading further, so no value
-//! is ever held. The entry is a hint: values still come from an authenticated read.
+//! `type`, `error`, `request.operation`, `request.path`, `request.mount_type` are looked at; an
+//! entry whose request data is not HMAC'd (`log_raw = true`) is refused without reading further,
+//! so no value is ever held. The entry is a hint: values still come from an authenticated read.
+//!
+//! Only the *response* entry of a write counts. Vault writes the request entry before it performs
+//! the request, so a read set off by it can reach Vault before the write is done, see the old
+//! value, and leave the Secret stale until the next poll (a failure of `tests/e2e_audit.rs` in
+//! CI). The response entry is written after the write, and says whether it failed.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -16,7 +21,8 @@ pub enum Dropped {
     NotJson,
     /// Request data in clear: the device has `log_raw` on.
     RawValues,
-    /// A read, a response, a non-KV mount: not a change.
+    /// A read, a request entry (the write is not done yet), a failed write, a non-KV mount:
+    /// not a change.
     NotAWrite,
 }
 
@@ -35,6 +41,8 @@ impl Dropped {
 struct Entry {
     #[serde(rename = "type")]
     type_: Option<String>,
+    /// Set (non-empty) on the response entry of a request that failed.
+    error: Option<String>,
     request: Option<Request>,
 }
 
@@ -71,7 +79,9 @@ pub fn changed_secret(bytes: &[u8]) -> Result<String, Dropped> {
         req.operation.as_deref(),
         Some("create" | "update" | "patch" | "delete")
     );
-    if entry.type_.as_deref() != Some("request")
+    let failed = entry.error.as_deref().is_some_and(|e| !e.is_empty());
+    if entry.type_.as_deref() != Some("response")
+        || failed
         || !write
         || req.mount_type.as_deref().is_some_and(|t| t != "kv")
     {
@@ -157,8 +167,9 @@ mod tests {
             ("update", "kv/undelete/app/db"),
         ] {
             let e = entry(
-                json!({"type": "request", "request": {"operation": op, "path": path,
-                "mount_type": "kv", "data": {"data": {"v": "hmac-sha256:ab"}}}}),
+                json!({"type": "response", "request": {"operation": op, "path": path,
+                "mount_type": "kv", "data": {"data": {"v": "hmac-sha256:ab"}}},
+                "response": {"data": {"version": 2}}}),
             );
             assert_eq!(changed_secret(&e).unwrap(), "kv/app/db", "{op} {path}");
         }
@@ -169,19 +180,26 @@ mod tests {
     #[test]
     fn everything_else_is_dropped() {
         let read = entry(
-            json!({"type": "request", "request": {"operation": "read", "path": "kv/data/a", "mount_type": "kv"}}),
+            json!({"type": "response", "request": {"operation": "read", "path": "kv/data/a", "mount_type": "kv"}}),
         );
         assert_eq!(changed_secret(&read), Err(Dropped::NotAWrite));
-        let response = entry(
-            json!({"type": "response", "request": {"operation": "update", "path": "kv/data/a"}}),
+        // Written before the write is performed: a read it set off could see the old value.
+        let request = entry(
+            json!({"type": "request", "request": {"operation": "update", "path": "kv/data/a", "mount_type": "kv"}}),
         );
-        assert_eq!(changed_secret(&response), Err(Dropped::NotAWrite));
+        assert_eq!(changed_secret(&request), Err(Dropped::NotAWrite));
+        let failed = entry(json!({"type": "response", "error": "permission denied",
+            "request": {"operation": "update", "path": "kv/data/a", "mount_type": "kv"}}));
+        assert_eq!(changed_secret(&failed), Err(Dropped::NotAWrite));
+        let no_error = entry(json!({"type": "response", "error": "",
+            "request": {"operation": "update", "path": "kv/data/a", "mount_type": "kv"}}));
+        assert_eq!(changed_secret(&no_error).unwrap(), "kv/a");
         let other_mount = entry(
-            json!({"type": "request", "request": {"operation": "update", "path": "sys/policy/x", "mount_type": "system"}}),
+            json!({"type": "response", "request": {"operation": "update", "path": "sys/policy/x", "mount_type": "system"}}),
         );
         assert_eq!(changed_secret(&other_mount), Err(Dropped::NotAWrite));
         let raw = entry(
-            json!({"type": "request", "request": {"operation": "update", "path": "kv/data/a",
+            json!({"type": "response", "request": {"operation": "update", "path": "kv/data/a",
             "mount_type": "kv", "data": {"data": {"n": 1, "password": "in-clear"}}}}),
         );
         assert_eq!(changed_secret(&raw), Err(Dropped::RawValues));

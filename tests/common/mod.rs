@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -146,18 +146,37 @@ impl Bao {
 
     /// KV v2 at `kv/` and a `readonly` policy over `secret/` and `kv/`, in the current namespace.
     pub async fn mount_kv2_and_policy(&self) {
-        self.api(
-            "POST",
-            "sys/mounts/kv",
-            json!({"type": "kv", "options": {"version": "2"}}),
-        )
-        .await;
+        self.mount_kv2("kv").await;
         self.api(
             "PUT",
             "sys/policies/acl/readonly",
             json!({"policy": "path \"secret/*\" { capabilities = [\"read\", \"list\"] }\npath \"kv/*\" { capabilities = [\"read\", \"list\"] }\n"}),
         )
         .await;
+    }
+
+    /// Mounts KV v2 at `path`, ready for writes.
+    pub async fn mount_kv2(&self, path: &str) {
+        self.api(
+            "POST",
+            &format!("sys/mounts/{path}"),
+            json!({"type": "kv", "options": {"version": "2"}}),
+        )
+        .await;
+        // A new v2 mount upgrades itself in the background and refuses requests (400,
+        // "Upgrading from non-versioned to versioned data") until it is done: on a loaded
+        // machine a first write could land in that window.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = self
+            .try_api("GET", &format!("{path}/config"), Value::Null)
+            .await
+        {
+            assert!(
+                Instant::now() < deadline,
+                "kv v2 mount {path} not ready: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends later setup calls to an OpenBao namespace (None: the root namespace).
