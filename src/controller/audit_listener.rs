@@ -63,7 +63,7 @@ impl Events {
             Ok(s) => s,
             Err(why) => return self.count(why.as_str()),
         };
-        if self.shared.readers.of(&secret).0.is_empty() {
+        if !self.shared.readers.any(&secret) {
             return self.count("unknown_secret");
         }
         let pace = self.pacer().event(&secret, now);

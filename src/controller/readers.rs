@@ -58,6 +58,12 @@ impl Readers {
         }
     }
 
+    /// Whether any object reads `secret`: an event's first check, which copies nothing (a flood
+    /// of events for one secret must not copy its readers once per event).
+    pub fn any(&self, secret: &str) -> bool {
+        self.index().by_secret.contains_key(secret)
+    }
+
     /// The objects reading `secret` and their reads of it (to drop from the read cache).
     pub fn of(&self, secret: &str) -> (HashSet<String>, HashSet<ReadKey>) {
         let index = self.index();
@@ -111,6 +117,7 @@ mod tests {
         r.record("b", vec![read("kv/data/app")]);
         let (uids, reads) = r.of("kv/app");
         assert_eq!(uids, ["a".to_string(), "b".to_string()].into());
+        assert!(r.any("kv/app") && !r.any("kv/nobody"));
         assert_eq!(
             reads.len(),
             2,
@@ -120,6 +127,7 @@ mod tests {
         assert_eq!(r.of("kv/app").0, ["b".to_string()].into());
         r.retain(&["a"].into());
         assert!(r.of("kv/app").0.is_empty());
+        assert!(!r.any("kv/app"), "a secret nobody reads any more is unknown");
         assert_eq!(r.of("kv/other").0.len(), 1);
     }
 }
