@@ -272,7 +272,7 @@ async fn main() -> Result<()> {
     let baselines = Baselines { raw, raw_es, floor };
 
     // The controller, release build, its own ServiceAccount's credentials; started once the
-    // floor's writes and deletes have left the apiserver's watch cache, as for either floor.
+    // watch cache's hold on the floor's writes and deletes has passed, as for either floor.
     settle(&a).await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
