@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(r.of("kv/app").0, ["b".to_string()].into());
         r.retain(&["a"].into());
         assert!(r.of("kv/app").0.is_empty());
-        assert!(!r.any("kv/app"), "a secret nobody reads any more is unknown");
+        assert!(
+            !r.any("kv/app"),
+            "a secret nobody reads any more is unknown"
+        );
         assert_eq!(r.of("kv/other").0.len(), 1);
     }
 }
